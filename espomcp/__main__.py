@@ -1,0 +1,3 @@
+from espomcp.cli import main
+
+raise SystemExit(main())

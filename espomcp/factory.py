@@ -1,0 +1,88 @@
+"""The Flask app factory: each subsystem registers itself with ``init_app``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from espomcp import health
+from espomcp.logs import configure_logging
+from espomcp.mcp import transport
+from espomcp.mcp.registry import ToolRegistry
+from espomcp.services import Authenticator, Services
+from espomcp.settings import Settings, load_settings
+
+log = logging.getLogger("espomcp.request")
+
+
+def create_app(settings: Settings | None = None, *,
+               authenticator: Authenticator | None = None) -> Flask:
+    """Build the application for ``settings`` (default: read from the environment)."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    app = Flask("espomcp")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    registry = ToolRegistry()
+    if authenticator is None:
+        from espomcp.auth.resource_server import build_authenticator
+
+        authenticator = build_authenticator(settings)
+    svc = Services(settings=settings, registry=registry, authenticator=authenticator)
+    app.extensions["espomcp"] = svc
+
+    from espomcp.tools import register_tools
+
+    register_tools(svc)
+    transport.init_app(app, svc)
+    app.register_blueprint(health.bp)
+    _install_request_log(app)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_request_log(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _log(response: Response) -> Response:
+        started = g.get("started")
+        duration = round((time.perf_counter() - started) * 1000, 2) if started else None
+        principal = g.get("principal")
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": duration,
+                "mcp_method": g.get("mcp_method"),
+                "tool": g.get("tool"),
+                "outcome": g.get("outcome"),
+                "sub": principal.sub if principal else None,
+            },
+        )
+        return response
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        response = jsonify(error=exc.name, message=exc.description)
+        response.status_code = exc.code or 500
+        if exc.code == 405 and request.path == "/mcp":
+            response.headers["Allow"] = "POST"
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error on %s", request.path)
+        return jsonify(error="Internal Server Error",
+                       message="The server hit an unexpected error; see the server log."), 500

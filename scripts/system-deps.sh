@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond Python packages. Idempotent and quick when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exit 0
