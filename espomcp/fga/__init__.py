@@ -1,0 +1,1 @@
+"""Fine-grained authorization: an OpenFGA-compatible embedded engine and pluggable backends."""

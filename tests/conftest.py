@@ -1,0 +1,5 @@
+"""Shared fixtures live in tests/fixtures/<area>.py, loaded here as plugins."""
+
+pytest_plugins = [
+    "tests.fixtures.servers",
+]
