@@ -2,4 +2,5 @@
 # Installs what the test suite needs beyond Python packages. Idempotent and quick when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-chromium.sh
 exit 0
