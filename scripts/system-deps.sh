@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-chromium.sh
+bash scripts/test-tools.sh >/dev/null
 exit 0
