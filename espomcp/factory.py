@@ -41,6 +41,9 @@ def create_app(settings: Settings | None = None, *,
     register_tools(svc)
     transport.init_app(app, svc)
     app.register_blueprint(health.bp)
+    from espomcp.auth import protected_resource
+
+    app.register_blueprint(protected_resource.bp)
     _install_request_log(app)
     _install_error_handlers(app)
     return app
