@@ -10,6 +10,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from espomcp import health
+from espomcp.espocrm.client import EspoClient
 from espomcp.logs import configure_logging
 from espomcp.mcp import transport
 from espomcp.mcp.registry import ToolRegistry
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None, *,
         authenticator = build_authenticator(settings)
     svc = Services(settings=settings, registry=registry, authenticator=authenticator)
     app.extensions["espomcp"] = svc
+    svc.crm = EspoClient.from_settings(settings)
+    svc.readiness["espocrm"] = svc.crm.ping
 
     from espomcp.tools import register_tools
 
