@@ -33,6 +33,8 @@ class FakeAuth0:
         """The issuer URL, with Auth0's trailing slash."""
         return self.backend.issuer
 
+    issuer = url
+
     @property
     def port(self) -> int:
         return self._server.port
