@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from espomcp.tools import whoami
+from espomcp.tools import bulk, catalog, leads, records, related, search, whoami
 
 if TYPE_CHECKING:
     from espomcp.services import Services
 
-MODULES = [whoami]
+MODULES = [whoami, catalog, search, records, related, leads, bulk]
 
 
 def register_tools(svc: Services) -> None:

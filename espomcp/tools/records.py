@@ -1,0 +1,261 @@
+"""Single-record tools: get, create, update, delete and assign (FGA-checked, tuples kept)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from espomcp.authz import Authorizer
+from espomcp.espocrm.errors import Duplicate
+from espomcp.espocrm.ids import validate_id, validate_ids
+from espomcp.mcp.registry import (
+    DESTRUCTIVE,
+    IDEMPOTENT_WRITE,
+    READ,
+    WRITE,
+    JsonObject,
+    Tool,
+    ToolContext,
+    ToolError,
+)
+from espomcp.tools.common import (
+    ID_SCHEMA,
+    PERMISSIONS_SCHEMA,
+    RECORD_SCHEMA,
+    any_scope,
+    crm_errors,
+    entity_type_schema,
+    present,
+    readable_types,
+    scopes_of,
+    writable_types,
+)
+from espomcp.tools.lifecycle import sync_record
+
+if TYPE_CHECKING:
+    from espomcp.services import Services
+
+ASSIGNMENT_FIELDS = ("assignedUserId", "assignedUsersIds", "teamsIds")
+DATA_SCHEMA: JsonObject = {
+    "type": "object",
+    "description": "Field values by attribute name (see describe_entity), e.g. "
+    '{"firstName": "Ann", "lastName": "Lee", "accountId": "…"}',
+    "maxProperties": 200,
+}
+CHANGE_OUTPUT: JsonObject = {
+    "type": "object",
+    "properties": {"record": RECORD_SCHEMA, "permissions": PERMISSIONS_SCHEMA},
+    "required": ["record", "permissions"],
+}
+
+
+def _clean_data(data: JsonObject) -> JsonObject:
+    """Drop attributes nobody may set directly (ids, audit fields)."""
+    blocked = {"id", "createdAt", "modifiedAt", "createdById", "modifiedById", "deleted"}
+    return {k: v for k, v in data.items() if k not in blocked}
+
+
+def get_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
+    entity_type = args["entity_type"]
+    record_id = _id(args["id"])
+    Authorizer(ctx).require("can_read", entity_type, record_id)
+    with crm_errors(ctx):
+        record = ctx.services.crm.get_record(entity_type, record_id, select=args.get("select"))
+    return {"record": present(ctx.services, entity_type, record)}
+
+
+def create_one(ctx: ToolContext, entity_type: str, data: JsonObject,
+               skip_duplicate_check: bool, authz: Authorizer) -> JsonObject:
+    """Create a record assigned to the caller (and their default team) like EspoCRM would."""
+    user = authz.user
+    data = _clean_data(data)
+    if not any(k in data for k in ("assignedUserId", "assignedUsersIds")):
+        data["assignedUserId"] = user.id
+    if "teamsIds" not in data and user.default_team_id:
+        data["teamsIds"] = [user.default_team_id]
+    assigned = data.get("assignedUserId")
+    if assigned and assigned != user.id and not authz.is_admin():
+        _require_assignable(authz, assigned)
+    try:
+        with crm_errors(ctx):
+            record = ctx.services.crm.create_record(entity_type, data,
+                                                    skip_duplicate_check=skip_duplicate_check)
+    except Duplicate as exc:
+        return _duplicates(ctx, authz, entity_type, exc)
+    permissions = sync_record(ctx, entity_type, None, record, owner_id=user.id)
+    ctx.audit["record_id"] = record.get("id")
+    return {"created": True, "record": present(ctx.services, entity_type, record),
+            "permissions": permissions}
+
+
+def _require_assignable(authz: Authorizer, user_id: str) -> None:
+    """Assigning to someone else needs a shared team the caller manages, or admin."""
+    user_id = _id(user_id)
+    teams = authz.user.team_ids or []
+    if not teams:
+        raise ToolError("You may only assign records to yourself.")
+    manages = authz.check_many("can_assign", [("Team", t) for t in teams])
+    if not any(manages):
+        raise ToolError("You may only assign records to yourself; assigning to others needs "
+                        "a team manager or an administrator.", {"assignedUserId": user_id})
+
+
+def _duplicates(ctx: ToolContext, authz: Authorizer, entity_type: str,
+                exc: Duplicate) -> JsonObject:
+    candidates = [r for r in exc.records if r.get("id")]
+    flags = authz.check_many("can_read", [(entity_type, str(r["id"])) for r in candidates])
+    visible = [present(ctx.services, entity_type, r)
+               for r, ok in zip(candidates, flags, strict=True) if ok]
+    hidden = len(candidates) - len(visible)
+    message = "Similar records already exist, so nothing was created. Review them; to create " \
+              "the record anyway, call again with skip_duplicate_check=true."
+    if hidden:
+        message += f" {hidden} similar record(s) exist that you cannot see."
+    ctx.audit.update(decision="allow", layer="crm", reason="duplicate")
+    return {"created": False, "duplicates": visible, "hidden_duplicates": hidden,
+            "message": message}
+
+
+def create_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
+    return create_one(ctx, args["entity_type"], dict(args["data"]),
+                      bool(args.get("skip_duplicate_check")), Authorizer(ctx))
+
+
+def update_one(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str,
+               data: JsonObject) -> JsonObject:
+    data = _clean_data(data)
+    if not data:
+        raise ToolError("data is empty: name at least one attribute to change")
+    authz.require("can_write", entity_type, record_id)
+    if any(k in data for k in ASSIGNMENT_FIELDS):
+        authz.require("can_assign", entity_type, record_id)
+    crm = ctx.services.crm
+    with crm_errors(ctx):
+        before = crm.get_record(entity_type, record_id)
+        after = crm.update_record(entity_type, record_id, data)
+    permissions = sync_record(ctx, entity_type, before, after)
+    return {"record": present(ctx.services, entity_type, after), "permissions": permissions}
+
+
+def update_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
+    return update_one(ctx, Authorizer(ctx), args["entity_type"], _id(args["id"]),
+                      dict(args["data"]))
+
+
+def assign_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
+    data: JsonObject = {}
+    if "assigned_user_id" in args:
+        data["assignedUserId"] = _id(args["assigned_user_id"])
+    if "team_ids" in args:
+        data["teamsIds"] = validate_ids(args["team_ids"])
+    if not data:
+        raise ToolError("name assigned_user_id, team_ids or both")
+    return update_one(ctx, Authorizer(ctx), args["entity_type"], _id(args["id"]), data)
+
+
+def delete_one(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str
+               ) -> JsonObject:
+    authz.require("can_delete", entity_type, record_id)
+    crm = ctx.services.crm
+    with crm_errors(ctx):
+        before = crm.get_record(entity_type, record_id)
+        crm.delete_record(entity_type, record_id)
+    permissions = sync_record(ctx, entity_type, before, None)
+    return {"deleted": True, "id": record_id, "permissions": permissions}
+
+
+def delete_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
+    return delete_one(ctx, Authorizer(ctx), args["entity_type"], _id(args["id"]))
+
+
+def _id(value: Any) -> str:
+    from espomcp.espocrm.errors import InvalidInput
+
+    try:
+        return validate_id(value)
+    except InvalidInput as exc:
+        raise ToolError(exc.message, {"field": "id"}) from exc
+
+
+def tools(svc: Services) -> list[Tool]:
+    read_types = readable_types(svc.settings)
+    write_types = writable_types(svc.settings)
+    return [
+        Tool(
+            name="get_record",
+            title="Get a record",
+            description="Fetch one EspoCRM record by entity type and id, with all its fields "
+            "(or only `select`ed attributes) and a link to open it in EspoCRM.",
+            input_schema={"type": "object", "properties": {
+                "entity_type": entity_type_schema(read_types, "record"), "id": ID_SCHEMA,
+                "select": {"type": "array", "items": {"type": "string", "maxLength": 100},
+                           "maxItems": 100}},
+                "required": ["entity_type", "id"], "additionalProperties": False},
+            output_schema={"type": "object", "properties": {"record": RECORD_SCHEMA},
+                           "required": ["record"]},
+            handler=get_record, annotations=READ,
+            required_scopes=scopes_of("read"), visible_with=any_scope(read_types, "read"),
+        ),
+        Tool(
+            name="create_record",
+            title="Create a record",
+            description="Create an EspoCRM record. It is assigned to you and your default "
+            "team unless data says otherwise. If similar records exist, nothing is created "
+            "and the candidates are returned: use one of them, or call again with "
+            "skip_duplicate_check=true.",
+            input_schema={"type": "object", "properties": {
+                "entity_type": entity_type_schema(write_types, "record"),
+                "data": DATA_SCHEMA,
+                "skip_duplicate_check": {"type": "boolean", "default": False}},
+                "required": ["entity_type", "data"], "additionalProperties": False},
+            output_schema={"type": "object", "properties": {
+                "created": {"type": "boolean"}, "record": RECORD_SCHEMA,
+                "permissions": PERMISSIONS_SCHEMA,
+                "duplicates": {"type": "array", "items": RECORD_SCHEMA},
+                "hidden_duplicates": {"type": "integer"}, "message": {"type": "string"}},
+                "required": ["created"]},
+            handler=create_record, annotations=WRITE,
+            required_scopes=scopes_of("write"), visible_with=any_scope(write_types, "write"),
+        ),
+        Tool(
+            name="update_record",
+            title="Update a record",
+            description="Change some fields of an EspoCRM record (partial update: only the "
+            "attributes in data change). Changing assignedUserId or teamsIds also needs "
+            "permission to reassign.",
+            input_schema={"type": "object", "properties": {
+                "entity_type": entity_type_schema(write_types, "record"), "id": ID_SCHEMA,
+                "data": DATA_SCHEMA},
+                "required": ["entity_type", "id", "data"], "additionalProperties": False},
+            output_schema=CHANGE_OUTPUT,
+            handler=update_record, annotations=IDEMPOTENT_WRITE,
+            required_scopes=scopes_of("write"), visible_with=any_scope(write_types, "write"),
+        ),
+        Tool(
+            name="assign_record",
+            title="Assign a record",
+            description="Give an EspoCRM record to another user and/or share it with teams "
+            "(replaces the record's teams). Needs reassign permission (team managers, admins).",
+            input_schema={"type": "object", "properties": {
+                "entity_type": entity_type_schema(write_types, "record"), "id": ID_SCHEMA,
+                "assigned_user_id": ID_SCHEMA,
+                "team_ids": {"type": "array", "items": ID_SCHEMA, "maxItems": 50}},
+                "required": ["entity_type", "id"], "additionalProperties": False},
+            output_schema=CHANGE_OUTPUT,
+            handler=assign_record, annotations=IDEMPOTENT_WRITE,
+            required_scopes=scopes_of("write"), visible_with=any_scope(write_types, "write"),
+        ),
+        Tool(
+            name="delete_record",
+            title="Delete a record",
+            description="Delete an EspoCRM record permanently (moves it out of everyone's "
+            "reach). Needs delete permission: team managers and admins.",
+            input_schema={"type": "object", "properties": {
+                "entity_type": entity_type_schema(write_types, "record"), "id": ID_SCHEMA},
+                "required": ["entity_type", "id"], "additionalProperties": False},
+            output_schema={"type": "object", "properties": {
+                "deleted": {"type": "boolean"}, "id": {"type": "string"},
+                "permissions": PERMISSIONS_SCHEMA}, "required": ["deleted", "id"]},
+            handler=delete_record, annotations=DESTRUCTIVE,
+            required_scopes=scopes_of("delete"), visible_with=any_scope(write_types, "delete"),
+        ),
+    ]

@@ -1,0 +1,259 @@
+"""``search_records`` and ``global_search``: EspoCRM lists filtered by what the user may read.
+
+Filtering keeps pagination honest: when the readable set is small it is pushed into the
+EspoCRM query as an ``id in`` where item (exact total, full pages, one request); otherwise
+pages are over-fetched and batch-checked, and ``next_offset`` continues where the scan stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from espomcp.auth.scopes import scope_for
+from espomcp.authz import PUSHDOWN_LIMIT, Authorizer, ReadableSet
+from espomcp.mcp.registry import READ, JsonObject, Tool, ToolContext
+from espomcp.tools.common import (
+    RECORD_SCHEMA,
+    any_scope,
+    crm_errors,
+    entity_type_schema,
+    present,
+    readable_types,
+    scopes_of,
+)
+
+if TYPE_CHECKING:
+    from espomcp.services import Services
+
+RAW_PAGE = 200  # EspoCRM's maxSize limit
+TOTAL_SCAN_LIMIT = 5000  # rows scanned (ids only) to count an over-fetched total
+
+WHERE_ITEM: JsonObject = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "description": "equals, notEquals, in, notIn, contains, "
+                 "startsWith, endsWith, like, isNull, isNotNull, isTrue, isFalse, greaterThan, "
+                 "lessThan, greaterThanOrEquals, lessThanOrEquals, between, before, after, on, "
+                 "today, past, future, linkedWith, notLinkedWith, and, or, not"},
+        "attribute": {"type": "string", "description": "Field attribute, e.g. status, "
+                      "assignedUserId, accountId, createdAt"},
+        "value": {"description": "Scalar, list (in/notIn/between/linkedWith) or nested where "
+                  "items (and/or)"},
+    },
+    "required": ["type"],
+    "additionalProperties": False,
+}
+
+SEARCH_OUTPUT: JsonObject = {
+    "type": "object",
+    "properties": {
+        "entity_type": {"type": "string"},
+        "total": {"type": "integer", "description": "Matching records you may read"},
+        "total_is_exact": {"type": "boolean"},
+        "records": {"type": "array", "items": RECORD_SCHEMA},
+        "next_offset": {"type": ["integer", "null"],
+                        "description": "Pass as offset to get the next page; null at the end"},
+    },
+    "required": ["entity_type", "total", "records", "next_offset"],
+}
+
+
+def _list_kwargs(args: JsonObject) -> dict[str, Any]:
+    select = args.get("select")
+    if select is not None and "id" not in select:
+        select = ["id", *select]
+    return {
+        "where": args.get("where"),
+        "text_filter": args.get("text"),
+        "primary_filter": args.get("primary_filter"),
+        "select": select,
+        "order_by": args.get("order_by"),
+        "order": args.get("order"),
+    }
+
+
+def search_page(ctx: ToolContext, authz: Authorizer, entity_type: str, kwargs: dict[str, Any],
+                offset: int, limit: int) -> dict[str, Any]:
+    """One page of ``entity_type`` records matching ``kwargs`` that the user may read."""
+    crm = ctx.services.crm
+    readable = authz.readable(entity_type)
+    with crm_errors(ctx):
+        if readable.everything:
+            page = crm.list_records(entity_type, offset=offset, max_size=limit, **kwargs)
+            return _result(ctx, entity_type, page.list, page.total, True,
+                           offset + len(page.list), offset + len(page.list) < page.total)
+        if readable.complete and len(readable.ids) <= PUSHDOWN_LIMIT:
+            if not readable.ids:
+                return _result(ctx, entity_type, [], 0, True, offset, False)
+            where = [*(kwargs["where"] or []),
+                     {"type": "in", "attribute": "id", "value": sorted(readable.ids)}]
+            page = crm.list_records(entity_type, offset=offset, max_size=limit,
+                                    **{**kwargs, "where": where})
+            return _result(ctx, entity_type, page.list, page.total, True,
+                           offset + len(page.list), offset + len(page.list) < page.total)
+        return _overfetch(ctx, authz, readable, entity_type, kwargs, offset, limit)
+
+
+Fetch = Callable[[int, int, dict[str, Any]], Any]
+
+
+def _overfetch(ctx: ToolContext, authz: Authorizer, readable: ReadableSet, entity_type: str,
+               kwargs: dict[str, Any], offset: int, limit: int,
+               fetch: Fetch | None = None) -> dict[str, Any]:
+    """Scan raw pages from ``offset`` keeping readable records until ``limit`` are found."""
+    if fetch is None:
+        def fetch(off: int, size: int, kw: dict[str, Any]) -> Any:
+            return ctx.services.crm.list_records(entity_type, offset=off, max_size=size, **kw)
+    found: list[dict[str, Any]] = []
+    raw = offset
+    more = True
+    while len(found) < limit:
+        page = fetch(raw, RAW_PAGE, kwargs)
+        if not page.list:
+            more = False
+            break
+        flags = _readable_flags(authz, readable, entity_type, page.list)
+        for record, ok in zip(page.list, flags, strict=True):
+            raw += 1
+            if ok:
+                found.append(record)
+                if len(found) == limit:
+                    break
+        if raw >= page.total:
+            more = False
+            break
+    total, exact = _count(authz, readable, entity_type, kwargs, fetch)
+    return _result(ctx, entity_type, found, total, exact, raw, more)
+
+
+def _readable_flags(authz: Authorizer, readable: ReadableSet, entity_type: str,
+                    records: list[dict[str, Any]]) -> list[bool]:
+    if readable.everything:
+        return [True] * len(records)
+    if readable.complete:
+        return [r.get("id") in readable.ids for r in records]
+    return authz.check_many("can_read", [(entity_type, r["id"]) for r in records])
+
+
+def _count(authz: Authorizer, readable: ReadableSet, entity_type: str,
+           kwargs: dict[str, Any], fetch: Fetch) -> tuple[int, bool]:
+    """Count readable matches by scanning ids only, up to TOTAL_SCAN_LIMIT rows."""
+    ids_only = {**kwargs, "select": ["id"], "order_by": None, "order": None}
+    total = 0
+    scanned = 0
+    while scanned < TOTAL_SCAN_LIMIT:
+        page = fetch(scanned, RAW_PAGE, ids_only)
+        if not page.list:
+            return total, True
+        total += sum(_readable_flags(authz, readable, entity_type, page.list))
+        scanned += len(page.list)
+        if scanned >= page.total:
+            return total, True
+    return total, False
+
+
+def _result(ctx: ToolContext, entity_type: str, records: list[dict[str, Any]], total: int,
+            exact: bool, next_offset: int, more: bool) -> dict[str, Any]:
+    return {
+        "entity_type": entity_type,
+        "total": total,
+        "total_is_exact": exact,
+        "records": [present(ctx.services, entity_type, r) for r in records],
+        "next_offset": next_offset if more else None,
+    }
+
+
+def search_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
+    entity_type = args["entity_type"]
+    authz = Authorizer(ctx)
+    return search_page(ctx, authz, entity_type, _list_kwargs(args), args.get("offset", 0),
+                       args.get("limit", 20))
+
+
+def global_search(ctx: ToolContext, args: JsonObject) -> JsonObject:
+    """Search across types; keep only types the scopes allow and records FGA lets you read."""
+    crm = ctx.services.crm
+    authz = Authorizer(ctx)
+    allowed = set(ctx.services.settings.entity_types)
+    limit = args.get("limit", 20)
+    with crm_errors(ctx):
+        page = crm.global_search(args["query"], offset=args.get("offset", 0), max_size=limit)
+    candidates = [r for r in page.list
+                  if r.get("_scope") in allowed
+                  and scope_for(r["_scope"], "read") in ctx.principal.scopes]
+    flags = authz.check_many("can_read", [(r["_scope"], r["id"]) for r in candidates])
+    visible = [present(ctx.services, r["_scope"], r)
+               for r, ok in zip(candidates, flags, strict=True) if ok]
+    return {"query": args["query"], "records": visible,
+            "next_offset": args.get("offset", 0) + limit if len(page.list) >= limit else None}
+
+
+def tools(svc: Services) -> list[Tool]:
+    types = readable_types(svc.settings)
+    schema: JsonObject = {
+        "type": "object",
+        "properties": {
+            "entity_type": entity_type_schema(types),
+            "text": {"type": "string", "maxLength": 200,
+                     "description": "Quick text search (name, email…; starts-with, * wildcard)"},
+            "where": {"type": "array", "items": WHERE_ITEM, "maxItems": 20,
+                      "description": "Filters, all must match (EspoCRM where items)"},
+            "primary_filter": {"type": "string", "maxLength": 50,
+                               "description": "Named filter, e.g. Lead: actual, converted; "
+                               "Opportunity: open, won, lost; Case: open, closed"},
+            "select": {"type": "array", "items": {"type": "string", "maxLength": 100},
+                       "maxItems": 100, "description": "Attributes to return (default all)"},
+            "order_by": {"type": "string", "maxLength": 100},
+            "order": {"type": "string", "enum": ["asc", "desc"]},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20},
+            "offset": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
+        },
+        "required": ["entity_type"],
+        "additionalProperties": False,
+    }
+    return [
+        Tool(
+            name="search_records",
+            title="Search records",
+            description="Find EspoCRM records of one entity type with text search, filters, "
+            "a named primary filter, ordering and paging. Returns only records you may read, "
+            "the total you may read, and next_offset for the next page. Use describe_entity "
+            "first to learn field names for filters.",
+            input_schema=schema,
+            output_schema=SEARCH_OUTPUT,
+            handler=search_records,
+            annotations=READ,
+            required_scopes=scopes_of("read"),
+            visible_with=any_scope(types, "read"),
+        ),
+        Tool(
+            name="global_search",
+            title="Search everything",
+            description="Search accounts, contacts, leads and opportunities at once by name, "
+            "email or phone. Returns matching records you may read, each with its entity type "
+            "in _scope.",
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 20},
+                    "offset": {"type": "integer", "minimum": 0, "maximum": 100_000,
+                               "default": 0},
+                },
+                "required": ["query"],
+                "additionalProperties": False,
+            },
+            output_schema={
+                "type": "object",
+                "properties": {"query": {"type": "string"},
+                               "records": {"type": "array", "items": RECORD_SCHEMA},
+                               "next_offset": {"type": ["integer", "null"]}},
+                "required": ["query", "records", "next_offset"],
+            },
+            handler=global_search,
+            annotations=READ,
+            visible_with=any_scope(types, "read"),
+        ),
+    ]
+
