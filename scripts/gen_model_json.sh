@@ -9,4 +9,6 @@ FGA="${FGA:-.venv/bin/fga}"
 "$FGA" model transform --file fga/model.fga --output-format json \
     | .venv/bin/python -c 'import json,sys; print(json.dumps(json.load(sys.stdin), indent=2))' \
     > fga/model.json
-echo "wrote fga/model.json"
+mkdir -p espomcp/data
+cp fga/model.json espomcp/data/model.json  # packaged copy for installs without the repo
+echo "wrote fga/model.json and espomcp/data/model.json"
