@@ -60,6 +60,23 @@ PARENT_TYPES: dict[str, frozenset[str]] = {
 # Attendees count as collaborators (README: Meeting/Call/Note ``usersIds``).
 _ATTENDEE_TYPES = frozenset({"meeting", "call", "note"})
 
+# Attributes each type's tuples depend on (``select`` for list calls; reference §6).
+_COMMON = ("id", "createdById", "assignedUserId", "teamsIds")
+_PARENT = ("parentType", "parentId")
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "account": _COMMON,
+    "lead": _COMMON,
+    "contact": (*_COMMON, "accountId", "accountsIds"),
+    "opportunity": (*_COMMON, "accountId"),
+    "case": (*_COMMON, "accountId", "collaboratorsIds"),
+    "meeting": (*_COMMON, "usersIds", *_PARENT),
+    "call": (*_COMMON, "usersIds", *_PARENT),
+    "task": (*_COMMON, "collaboratorsIds", *_PARENT),
+    "note": ("id", "createdById", "teamsIds", "usersIds", *_PARENT),
+    "user": ("id", "type", "isActive", "teamsIds", "teamsColumns"),
+    "team": ("id",),
+}
+
 ACTIVE_USER_TYPES = frozenset({"regular", "admin", "super-admin"})
 ADMIN_USER_TYPES = frozenset({"admin", "super-admin"})
 MANAGER_ROLE = "manager"
@@ -89,6 +106,11 @@ def fga_type(entity_type: str) -> str:
 def is_mapped_type(entity_type: str) -> bool:
     """Whether tuples can be derived for ``entity_type`` (records, User, Team)."""
     return fga_type(entity_type) in MANAGED_RELATIONS and fga_type(entity_type) != "organization"
+
+
+def attributes_for(entity_type: str) -> list[str]:
+    """The attributes ``tuples_for_record`` reads for ``entity_type`` (for ``select``)."""
+    return list(ATTRIBUTES.get(fga_type(entity_type), ("id",)))
 
 
 def tuples_for_record(entity_type: str, record: Mapping[str, Any]) -> set[TupleKey]:

@@ -81,11 +81,13 @@ class DrainResult:
 @dataclass(frozen=True)
 class WriteOutcome:
     """Result of ``TupleWriter.apply``: ``applied`` = everything is in the backend now;
-    ``queued`` = changes stored for retry; ``message`` says what happened in words."""
+    ``queued`` = changes stored for retry; ``message`` says what happened in words;
+    ``rejected`` = changes the backend refused as invalid (never retried)."""
 
     applied: bool
     queued: int
     message: str
+    rejected: int = 0
 
 
 class Outbox:
@@ -374,7 +376,7 @@ class TupleWriter:
         if rejected:
             log.error("FGA rejected %d tuple change(s): %s", len(rejected), "; ".join(rejected[:5]))
             return WriteOutcome(False, 0, f"FGA rejected {len(rejected)} of {len(ops)} change(s): "
-                                + "; ".join(rejected[:3]))
+                                + "; ".join(rejected[:3]), len(rejected))
         return WriteOutcome(True, 0, f"applied {len(writes)} write(s), {len(deletes)} delete(s)")
 
     def _queue(self, ops: list[tuple[str, TupleKey]], pos: int, exc: BaseException,
@@ -389,7 +391,7 @@ class TupleWriter:
                    "automatically")
         if rejected:
             message += f"; {len(rejected)} rejected: " + "; ".join(rejected[:3])
-        return WriteOutcome(False, queued, message)
+        return WriteOutcome(False, queued, message, len(rejected))
 
 
 def _write(backend: Any, ops: Sequence[PendingOp]) -> None:
