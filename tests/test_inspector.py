@@ -1,0 +1,164 @@
+"""The MCP Inspector CLI (2.x) against the real espomcp server, in both protocol eras.
+
+With a token minted by the fake Auth0 (``--header "Authorization: Bearer …"``), and once through
+the Inspector's own OAuth flow: protected-resource discovery, dynamic client registration,
+PKCE, the fake Auth0 login form (filled in here as a user would), token exchange, tool call.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import IO, Any
+
+import pytest
+import requests
+
+from fakes.auth0 import FakeAuth0
+from fakes.server import ServerThread, free_port
+from tests.fixtures.node_tools import NodeTools
+
+pytestmark = pytest.mark.node
+
+ERAS = ["legacy", "modern"]
+
+
+def inspect(node_tools: NodeTools, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return node_tools.run(node_tools.inspector, "--cli", url, "--transport", "http",
+                          "--format", "json", "--connect-timeout", "10000", *args)
+
+
+def result_of(done: subprocess.CompletedProcess[str], exit_code: int = 0) -> dict[str, Any]:
+    """The JSON result the Inspector printed (it exits 5 when a tool answered isError)."""
+    assert done.returncode == exit_code, f"exit {done.returncode}: {done.stdout}\n{done.stderr[-2000:]}"
+    return json.loads(done.stdout)["result"]
+
+
+@pytest.fixture
+def mcp_url(mcp_server: ServerThread) -> str:
+    return f"{mcp_server.url}/mcp"
+
+
+@pytest.fixture
+def bearer(mint_token: Callable[..., str], mcp_url: str) -> Callable[[str], str]:
+    """``bearer(user)`` → the Inspector's ``--header`` value carrying a token for ``user``."""
+    return lambda user: f"Authorization: Bearer {mint_token(user, audience=mcp_url)}"
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_tools_list_is_portable_and_annotated(node_tools: NodeTools, mcp_url: str,
+                                              bearer: Callable[[str], str], era: str) -> None:
+    # --strict exits 6 on any error-severity schema portability problem.
+    done = inspect(node_tools, mcp_url, "--protocol-era", era, "--method", "tools/list",
+                   "--strict", "--header", bearer("alice"))
+    tools = {tool["name"]: tool for tool in result_of(done)["tools"]}
+    assert {"whoami", "search_records"} <= set(tools)
+    for tool in tools.values():
+        assert tool["inputSchema"]["type"] == "object"
+        assert set(tool["annotations"]) >= {"readOnlyHint", "destructiveHint"}
+    assert tools["whoami"]["annotations"]["readOnlyHint"] is True
+    assert tools["search_records"]["annotations"]["readOnlyHint"] is True
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_whoami_answers_for_the_token_holder(node_tools: NodeTools, mcp_url: str,
+                                             bearer: Callable[[str], str], era: str) -> None:
+    done = inspect(node_tools, mcp_url, "--protocol-era", era, "--method", "tools/call",
+                   "--tool-name", "whoami", "--header", bearer("bob"))
+    result = result_of(done)
+    assert result["isError"] is False
+    me = result["structuredContent"]
+    assert me["sub"] == "auth0|bob" and me["email"] == "bob@example.com"
+    assert "espocrm:contacts:read" in me["scopes"]
+    assert json.loads(result["content"][0]["text"]) == me
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_search_records_through_the_inspector(node_tools: NodeTools, mcp_url: str,
+                                              bearer: Callable[[str], str], era: str) -> None:
+    done = inspect(node_tools, mcp_url, "--protocol-era", era, "--method", "tools/call",
+                   "--tool-name", "search_records", "--tool-args-json",
+                   '{"entity_type": "Contact", "limit": 5}', "--header", bearer("alice"))
+    result = result_of(done)
+    assert result["isError"] is False, result["content"]
+    page = result["structuredContent"]
+    assert page["entity_type"] == "Contact"
+    assert isinstance(page["total"], int) and len(page["records"]) <= 5
+    assert all(record["id"] for record in page["records"])
+
+
+def test_bad_arguments_come_back_as_a_tool_error(node_tools: NodeTools, mcp_url: str,
+                                                 bearer: Callable[[str], str]) -> None:
+    done = inspect(node_tools, mcp_url, "--method", "tools/call", "--tool-name",
+                   "search_records", "--tool-args-json", '{"entity_type": "Contact", "limit": 0}',
+                   "--header", bearer("alice"))
+    result = result_of(done, exit_code=5)
+    assert result["isError"] is True
+    assert "limit" in result["content"][0]["text"]
+
+
+def test_without_a_token_the_inspector_is_told_to_authenticate(node_tools: NodeTools,
+                                                               mcp_url: str) -> None:
+    done = inspect(node_tools, mcp_url, "--method", "tools/list", "--stored-auth-only")
+    assert done.returncode != 0
+    assert json.loads(done.stderr.strip().splitlines()[-1])["error"]["code"] == "auth_required"
+
+
+def test_inspector_oauth_flow_against_the_fake_auth0(node_tools: NodeTools, mcp_url: str,
+                                                     auth_server: FakeAuth0) -> None:
+    callback = f"http://127.0.0.1:{free_port()}/oauth/callback"
+    env = {"MCP_AUTO_OPEN_ENABLED": "true", "BROWSER": "true",
+           "MCP_INSPECTOR_SECRET_STORE": "memory"}
+    with node_tools.start(node_tools.inspector, "--cli", mcp_url, "--format", "json",
+                          "--method", "tools/call", "--tool-name", "whoami",
+                          "--callback-url", callback, env=env) as proc:
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=pump, args=(proc.stderr, lines), daemon=True)
+        reader.start()
+        try:
+            authorize_url = wait_for_authorize_url(lines)
+            # The user's browser: the fake Auth0 login form, then the redirect to the Inspector.
+            login = requests.post(authorize_url, data={"username": "carol", "password": "demo"},
+                                  allow_redirects=False, timeout=10)
+            assert login.status_code == 302
+            assert login.headers["Location"].startswith(callback + "?code=")
+            assert requests.get(login.headers["Location"], timeout=10).status_code == 200
+            proc.wait(timeout=30)  # the output is one small JSON line: no pipe can fill up
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join(timeout=5)
+        out = proc.stdout.read() if proc.stdout else ""
+    assert proc.returncode == 0
+    me = json.loads(out)["result"]["structuredContent"]
+    assert me["sub"] == "auth0|carol"
+    assert "espocrm:cases:read" in me["scopes"]
+    [registration] = auth_server.backend.requests_to("register")
+    assert callback in registration["redirect_uris"]
+    [authorize] = [r for r in auth_server.backend.requests_to("authorize") if r["method"] == "POST"]
+    assert authorize["resource"] == mcp_url and authorize["code_challenge_method"] == "S256"
+    [token] = auth_server.backend.requests_to("token")
+    assert token["grant_type"] == "authorization_code" and token["resource"] == mcp_url
+
+
+def pump(stream: IO[str] | None, lines: queue.Queue[str]) -> None:
+    for line in stream or ():
+        lines.put(line)
+
+
+def wait_for_authorize_url(lines: queue.Queue[str], timeout: float = 30.0) -> str:
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("the Inspector never asked to open the login page:\n"
+                                 + "".join(seen)) from None
+        seen.append(line)
+        match = re.search(r"Please navigate to: (\S+)", line)
+        if match:
+            return match.group(1)
