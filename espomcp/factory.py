@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *,
     app.extensions["espomcp"] = svc
     svc.crm = EspoClient.from_settings(settings)
     svc.readiness["espocrm"] = svc.crm.ping
+    _init_fga(svc)
 
     from espomcp.tools import register_tools
 
@@ -50,6 +51,19 @@ def create_app(settings: Settings | None = None, *,
     _install_request_log(app)
     _install_error_handlers(app)
     return app
+
+
+def _init_fga(svc: Services) -> None:
+    """The FGA backend and the durable outbox its writes fall back to."""
+    from espomcp.fga.backend import build_backend
+    from espomcp.sync.outbox import Outbox, TupleWriter
+
+    svc.fga = build_backend(svc.settings)
+    svc.readiness["fga"] = svc.fga.health
+    outbox = Outbox.from_settings(svc.settings)
+    svc.outbox = TupleWriter(outbox)
+    svc.extras["outbox"] = outbox
+    outbox.start_drainer(svc.fga)
 
 
 def _install_request_log(app: Flask) -> None:

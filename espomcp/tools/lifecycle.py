@@ -1,17 +1,20 @@
 """Tuple lifecycle of records changed by tools: what a change implies, written or queued.
 
-The tuples come from the one mapping in ``espomcp.sync.mapping``; writes go through the
-outbox's ``TupleWriter`` so a failed write is retried, never dropped, and the tool result says
-what happened.
+The desired tuples come from the one mapping (``espomcp.sync.mapping``) and are applied with
+the same store diff the webhooks use (``espomcp.sync.refresh.apply_state``). Writes go through
+the outbox's ``TupleWriter``: a failed write is queued and retried, never dropped, and the
+tool result says so.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from espomcp.authz import fga_object
+from espomcp.fga.errors import FgaError, FgaUnavailable
 from espomcp.fga.tuples import TupleKey
-from espomcp.sync.mapping import diff, tuples_for_record
+from espomcp.sync.mapping import diff, object_id, tuples_for_record
+from espomcp.sync.outbox import WriteOutcome
+from espomcp.sync.refresh import apply_state
 
 if TYPE_CHECKING:
     from espomcp.mcp.registry import ToolContext
@@ -19,42 +22,33 @@ if TYPE_CHECKING:
 
 def sync_record(ctx: ToolContext, entity_type: str, before: dict[str, Any] | None,
                 after: dict[str, Any] | None, *, owner_id: str | None = None) -> dict[str, Any]:
-    """Write the tuple difference between two states of a record; report it for the result.
+    """Make the FGA store hold what ``after`` (None = deleted) implies; report it.
 
     ``owner_id`` names the person who created the record through a tool (EspoCRM records
     the service account as creator, so the mapping cannot know the human).
     """
-    old = tuples_for_record(entity_type, before) if before else set()
-    new = tuples_for_record(entity_type, after) if after else set()
-    if after and owner_id:
-        new.add(TupleKey(f"user:{owner_id}", "owner", fga_object(entity_type, after["id"])))
-    if before and after and owner_id is None:
-        # keep an owner recorded earlier (by a tool or the backfill)
-        new |= {t for t in _stored_owners(ctx, entity_type, after["id"])}
-    writes, deletes = diff(old, new)
-    return apply(ctx, writes, deletes)
-
-
-def apply(ctx: ToolContext, writes: set[TupleKey] | list[TupleKey],
-          deletes: set[TupleKey] | list[TupleKey]) -> dict[str, Any]:
-    """Apply tuple changes now, or queue them durably; return ``{synced, message}``."""
-    if not writes and not deletes:
+    record = after or before
+    if record is None:
         return {"synced": True, "message": "no permission changes"}
-    writer = ctx.services.outbox
-    outcome = writer.apply(ctx.services.fga, sorted(writes, key=str), sorted(deletes, key=str))
-    if outcome.applied:
-        return {"synced": True, "message": f"{len(writes)} access rule(s) written, "
-                f"{len(deletes)} removed"}
-    ctx.audit["permissions"] = "queued"
-    return {"synced": False, "message": "The CRM change succeeded, but recording who may "
-            f"access it is delayed ({outcome.message}); {outcome.queued} change(s) are queued "
-            "and will be retried automatically. Until then the new access may not apply."}
-
-
-def _stored_owners(ctx: ToolContext, entity_type: str, record_id: str) -> set[TupleKey]:
+    record_id = str(record["id"])
+    desired = tuples_for_record(entity_type, after) if after else None
+    if desired is not None and owner_id:
+        desired.add(TupleKey(f"user:{owner_id}", "owner", object_id(entity_type, record_id)))
+    svc = ctx.services
     try:
-        tuples, _ = ctx.services.fga.read(relation="owner",
-                                          object=fga_object(entity_type, record_id))
-    except Exception:  # reading is best effort: the owner is then re-derived by reconcile
-        return set()
-    return {TupleKey(t.user, t.relation, t.object) for t in tuples}
+        outcome = apply_state(svc.fga, svc.outbox, entity_type, record_id, desired).outcome
+    except (FgaUnavailable, FgaError):
+        # The store cannot be read: queue the change implied by the two states instead.
+        old = tuples_for_record(entity_type, before) if before else set()
+        writes, deletes = diff(old, desired or set())
+        outcome = svc.outbox.apply(svc.fga, writes, deletes)
+    return report(ctx, outcome)
+
+
+def report(ctx: ToolContext, outcome: WriteOutcome) -> dict[str, Any]:
+    if outcome.applied:
+        return {"synced": True, "message": outcome.message}
+    ctx.audit["permissions"] = "queued" if outcome.queued else "rejected"
+    return {"synced": False, "message": "The CRM change succeeded, but recording who may "
+            f"access it is delayed: {outcome.message}. Until then the new access may not "
+            "apply."}
