@@ -1,0 +1,223 @@
+"""Check: is ``user`` related to ``object`` by ``relation``? (openfga.md §2, OpenFGA graph/check.go).
+
+``Checker.resolve`` is the dispatch point (depth limit, ``O#R`` self-membership, cycle detection on
+the current path); ``check_rewrite`` switches on the rewrite kind to one function each for direct
+tuples, computed usersets, tuple-to-usersets, union, intersection and exclusion. Results are
+``FALSE``, ``TRUE`` or ``CYCLE`` (false, but a cycle was met: OpenFGA then also makes an enclosing
+intersection or exclusion false). Errors are raised as ``FgaError`` and, like OpenFGA, only surface
+when no other branch decides the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from espomcp.fga.conditions import ConditionEvaluator
+from espomcp.fga.errors import AUTHORIZATION_MODEL_RESOLUTION_TOO_COMPLEX, FgaError
+from espomcp.fga.store import Index, StoredTuple
+from espomcp.fga.tuples import user_form
+from espomcp.fga.typesystem import (
+    COMPUTED,
+    EXCLUSION,
+    INTERSECTION,
+    THIS,
+    TTU,
+    UNION,
+    RelationDef,
+    Rewrite,
+    TypeSystem,
+)
+
+FALSE, TRUE, CYCLE = 0, 1, 2
+MAX_DEPTH = 25
+
+
+class ResolutionRequest:
+    """State of one top-level request: the (fixed) query user, tuple sources, context, depth and the
+    keys on the current resolution path."""
+
+    __slots__ = ("concrete", "context", "depth", "form", "indexes", "user", "visited", "wildcard")
+
+    def __init__(self, user: str, indexes: Sequence[Index], context: dict[str, Any] | None) -> None:
+        self.user = user
+        self.form = user_form(user)
+        self.concrete = ":" not in self.form and "#" not in self.form
+        self.wildcard = self.form + ":*"
+        self.indexes = indexes
+        self.context = context or {}
+        self.depth = 0
+        self.visited: set[tuple[str, str]] = set()
+
+
+class Checker:
+    """Evaluates Check over a compiled model; stateless between requests."""
+
+    def __init__(self, typesystem: TypeSystem, conditions: ConditionEvaluator) -> None:
+        self.ts = typesystem
+        self.conditions = conditions
+        self._handlers = {THIS: self._check_direct, COMPUTED: self._check_computed, TTU: self._check_ttu,
+                          UNION: self._check_union, INTERSECTION: self._check_intersection,
+                          EXCLUSION: self._check_exclusion}
+
+    def check(self, user: str, relation: str, obj: str, indexes: Sequence[Index],
+              context: dict[str, Any] | None = None) -> bool:
+        """The answer for a validated request (a detected cycle answers false)."""
+        return self.resolve(ResolutionRequest(user, indexes, context), relation, obj) == TRUE
+
+    def condition_holds(self, req: ResolutionRequest, item: StoredTuple) -> bool:
+        """Whether a tuple counts: unconditioned, or its condition is true (may raise 2000)."""
+        if item.condition is None:
+            return True
+        return self.conditions.evaluate(item.condition, item.context, req.context)
+
+    def resolve(self, req: ResolutionRequest, relation: str, obj: str) -> int:
+        """Dispatch one ``(object, relation)`` for the request's user."""
+        if req.depth >= MAX_DEPTH:
+            raise FgaError(AUTHORIZATION_MODEL_RESOLUTION_TOO_COMPLEX,
+                           f"resolution exceeded the depth limit of {MAX_DEPTH}")
+        user = req.user
+        if "#" in user and user == f"{obj}#{relation}":
+            return TRUE
+        key = (obj, relation)
+        if key in req.visited:
+            return CYCLE
+        rdef = self.ts.relations[obj.partition(":")[0]][relation]
+        req.visited.add(key)
+        req.depth += 1
+        try:
+            return self._handlers[rdef.rewrite.kind](req, rdef.rewrite, rdef, obj)
+        finally:
+            req.visited.discard(key)
+            req.depth -= 1
+
+    def check_rewrite(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
+        """Evaluate one rewrite node of ``rdef`` on ``obj``."""
+        return self._handlers[node.kind](req, node, rdef, obj)
+
+    # -- one function per rewrite kind ------------------------------------------------------
+
+    def _check_direct(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
+        relation, allowed = rdef.name, rdef.allowed
+        error: FgaError | None = None
+        cycle = False
+        candidates = [req.user, req.wildcard] if req.concrete else [req.user]
+        for index in req.indexes:
+            group = index.by_object.get((obj, relation))
+            if not group:
+                continue
+            for user in candidates:
+                item = group.get(user)
+                if item is not None and (item.form, item.condition) in allowed:
+                    try:
+                        if self.condition_holds(req, item):
+                            return TRUE
+                    except FgaError as exc:
+                        error = exc
+        if rdef.usersets:
+            for index in req.indexes:
+                group = index.usersets.get((obj, relation))
+                if not group:
+                    continue
+                for user, item in group.items():
+                    if (item.form, item.condition) not in allowed:
+                        continue
+                    try:
+                        if not self.condition_holds(req, item):
+                            continue
+                        set_object, _, set_relation = user.partition("#")
+                        result = self.resolve(req, set_relation, set_object)
+                    except FgaError as exc:
+                        error = exc
+                        continue
+                    if result == TRUE:
+                        return TRUE
+                    cycle = cycle or result == CYCLE
+        if error is not None:
+            raise error
+        return CYCLE if cycle else FALSE
+
+    def _check_computed(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
+        return self.resolve(req, node.relation, obj)
+
+    def _check_ttu(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
+        type_rels = self.ts.relations
+        tupleset = type_rels[rdef.type][node.tupleset]
+        error: FgaError | None = None
+        cycle = False
+        for index in req.indexes:
+            group = index.by_object.get((obj, node.tupleset))
+            if not group:
+                continue
+            for parent, item in group.items():
+                if (item.form, item.condition) not in tupleset.allowed:
+                    continue
+                if node.relation not in type_rels[item.form]:
+                    continue  # parents whose type lacks the relation are skipped, not an error
+                try:
+                    if not self.condition_holds(req, item):
+                        continue
+                    result = self.resolve(req, node.relation, parent)
+                except FgaError as exc:
+                    error = exc
+                    continue
+                if result == TRUE:
+                    return TRUE
+                cycle = cycle or result == CYCLE
+        if error is not None:
+            raise error
+        return CYCLE if cycle else FALSE
+
+    def _check_union(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
+        error: FgaError | None = None
+        cycle = False
+        for child in node.children:
+            try:
+                result = self._handlers[child.kind](req, child, rdef, obj)
+            except FgaError as exc:
+                error = exc
+                continue
+            if result == TRUE:
+                return TRUE
+            cycle = cycle or result == CYCLE
+        if error is not None:
+            raise error
+        return CYCLE if cycle else FALSE
+
+    def _check_intersection(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef,
+                            obj: str) -> int:
+        error: FgaError | None = None
+        for child in node.children:
+            try:
+                result = self._handlers[child.kind](req, child, rdef, obj)
+            except FgaError as exc:
+                error = exc
+                continue
+            if result != TRUE:
+                return result  # false (or cycle) decides even when another child failed
+        if error is not None:
+            raise error
+        return TRUE
+
+    def _check_exclusion(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
+        base_error: FgaError | None = None
+        assert node.base is not None and node.subtract is not None
+        try:
+            base = self._handlers[node.base.kind](req, node.base, rdef, obj)
+            if base != TRUE:
+                return base
+        except FgaError as exc:
+            base_error = exc
+        try:
+            subtract = self._handlers[node.subtract.kind](req, node.subtract, rdef, obj)
+        except FgaError:
+            if base_error is not None:
+                raise base_error from None
+            raise
+        if subtract == TRUE:
+            return FALSE
+        if subtract == CYCLE:
+            return CYCLE
+        if base_error is not None:
+            raise base_error
+        return TRUE
