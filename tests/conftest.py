@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.auth",
     "tests.fixtures.node_tools",
+    "tests.fixtures.fga_backends",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from espomcp.fga.backend import (
+    BATCH_CHECK_CHUNK,
     BrokenBackend,
     FgaBackend,
     TupleLike,
@@ -68,7 +69,10 @@ class EmbeddedBackend:
     def batch_check(self, checks: list[tuple[str, str, str]]) -> list[bool]:
         items = [{"user": u, "relation": r, "object": o, "correlation_id": str(i)}
                  for i, (u, r, o) in enumerate(checks)]
-        results = self._call(lambda: self.engine.batch_check(items))
+        results: dict[str, bool | FgaError] = {}
+        for start in range(0, len(items), BATCH_CHECK_CHUNK):
+            chunk = items[start:start + BATCH_CHECK_CHUNK]
+            results.update(self._call(lambda c=chunk: self.engine.batch_check(c)))
         answers = []
         for i, (u, r, o) in enumerate(checks):
             result = results.get(str(i))
