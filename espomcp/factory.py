@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None, *,
 
     register_tools(svc)
     transport.init_app(app, svc)
+    from espomcp import sync
+
+    sync.init_app(app, svc)
     app.register_blueprint(health.bp)
     from espomcp.auth import protected_resource
 
