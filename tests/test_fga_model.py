@@ -1,5 +1,5 @@
 """The authorization model: DSL and JSON agree, the contract relations exist, and the business
-rules in fga/store.fga.yaml hold with the real OpenFGA CLI and with our embedded engine."""
+rules in fga/store.fga.yaml hold with the real OpenFGA CLI and through every FGA backend."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from espomcp.fga.backend import PACKAGED_MODEL, REPO_MODEL, load_model
+from espomcp.fga.backend import PACKAGED_MODEL, REPO_MODEL, FgaBackend, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 FGA_CLI = REPO / ".venv" / "bin" / "fga"
@@ -84,3 +85,40 @@ def test_business_rules_pass_with_the_openfga_cli() -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "Tests 12/12 passing" in out.stderr
+
+
+def test_our_dsl_parser_reads_the_model_like_the_cli() -> None:
+    from espomcp.fga.dsl import parse_dsl
+
+    assert parse_dsl(DSL.read_text()) == json.loads(REPO_MODEL.read_text())
+
+
+def _store_tests() -> list[dict]:
+    return yaml.safe_load(STORE_TEST.read_text())["tests"]
+
+
+@pytest.mark.parametrize("case", _store_tests(), ids=lambda case: case["name"])
+def test_business_rules_hold_on_every_backend(fga_backend: FgaBackend, case: dict) -> None:
+    """The same store file, loaded through the FgaBackend interface (embedded and OpenFGA)."""
+    data = yaml.safe_load(STORE_TEST.read_text())
+    fga_backend.write(data["tuples"] + case.get("tuples", []))
+    failures = []
+    for check in case.get("check", []):
+        for user in check.get("users") or [check["user"]]:
+            for obj in check.get("objects") or [check["object"]]:
+                for relation, expected in check["assertions"].items():
+                    got = fga_backend.check(user, relation, obj, check.get("context"))
+                    if got is not expected:
+                        failures.append(f"check {user} {relation} {obj}: expected {expected}, got {got}")
+    for query in case.get("list_objects", []):
+        for relation, expected in query["assertions"].items():
+            got = sorted(fga_backend.list_objects(query["user"], relation, query["type"]))
+            if got != sorted(expected):
+                failures.append(f"list_objects {query['user']} {relation} {query['type']}: {got}")
+    for query in case.get("list_users", []):
+        filters = [(f["type"], f.get("relation")) for f in query["user_filter"]]
+        for relation, expected in query["assertions"].items():
+            got = sorted(fga_backend.list_users(query["object"], relation, filters))
+            if got != sorted(expected["users"]):
+                failures.append(f"list_users {query['object']} {relation}: {got}")
+    assert not failures, "\n".join(failures)
