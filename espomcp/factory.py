@@ -14,6 +14,9 @@ from espomcp.espocrm.client import EspoClient
 from espomcp.logs import configure_logging
 from espomcp.mcp import transport
 from espomcp.mcp.registry import ToolRegistry
+from espomcp.metrics import Metrics
+from espomcp.metrics import bp as metrics_bp
+from espomcp.ratelimit import RateLimiter
 from espomcp.services import Authenticator, Services
 from espomcp.settings import Settings, load_settings
 
@@ -38,7 +41,12 @@ def create_app(settings: Settings | None = None, *,
     app.extensions["espomcp"] = svc
     svc.crm = EspoClient.from_settings(settings)
     svc.readiness["espocrm"] = svc.crm.ping
+    _init_identity(svc)
     _init_fga(svc)
+    svc.metrics = Metrics()
+    app.register_blueprint(metrics_bp)
+    if settings.rate_limit_per_minute:
+        svc.extras["rate_limiter"] = RateLimiter(settings.rate_limit_per_minute)
 
     from espomcp.tools import register_tools
 
@@ -51,6 +59,9 @@ def create_app(settings: Settings | None = None, *,
     from espomcp.auth import protected_resource
 
     app.register_blueprint(protected_resource.bp)
+    from espomcp import admin
+
+    admin.init_app(app, svc)
     _install_request_log(app)
     _install_error_handlers(app)
     return app
@@ -69,6 +80,20 @@ def _init_fga(svc: Services) -> None:
     outbox.start_drainer(svc.fga)
 
 
+def _init_identity(svc: Services) -> None:
+    """Token-to-EspoCRM-user mapping (reads ``svc.crm`` lazily) and the audit log."""
+    from espomcp.audit import AuditLog
+    from espomcp.auth.identity import IdentityMapper
+
+    svc.identity = IdentityMapper(svc)
+
+    def user_id_of(principal: Any) -> str | None:
+        cached = getattr(svc.identity, "cached_user_id", None)
+        return cached(principal) if cached is not None else None
+
+    svc.audit = AuditLog.from_settings(svc.settings, user_id_of=user_id_of)
+
+
 def _install_request_log(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
@@ -79,6 +104,11 @@ def _install_request_log(app: Flask) -> None:
         started = g.get("started")
         duration = round((time.perf_counter() - started) * 1000, 2) if started else None
         principal = g.get("principal")
+        metrics = app.extensions["espomcp"].metrics
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.requests.labels(rule, str(response.status_code)).inc()
+        if duration is not None:
+            metrics.latency.labels(g.get("mcp_method") or "-").observe(duration / 1000)
         log.info(
             "request",
             extra={

@@ -187,6 +187,11 @@ class McpServer:
         return tool_result(structured)
 
     def _audit(self, call: Call, ctx: ToolContext) -> None:
+        metrics = self.services.metrics
+        if metrics is not None:
+            decision = ctx.audit.get("decision", "error")
+            metrics.decisions.labels(decision, ctx.audit.get("layer", "tool")).inc()
+            metrics.tool_calls.labels(ctx.audit.get("tool", "?"), decision).inc()
         audit = self.services.audit
         if audit is not None:
             audit.record(call.principal, ctx.audit)
