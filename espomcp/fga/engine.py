@@ -24,6 +24,7 @@ from espomcp.fga.list_users import UserLister
 from espomcp.fga.store import Index, MemoryStore, StoredTuple, TupleStore
 from espomcp.fga.tuples import TupleKey, parse_object, parse_user
 from espomcp.fga.typesystem import TypeSystem
+from espomcp.fga.validation import validate_model
 
 MAX_TUPLES_PER_WRITE = 100
 MAX_CONTEXTUAL_TUPLES = 100
@@ -38,12 +39,7 @@ class _Compiled:
     __slots__ = ("checker", "model", "objects", "ts", "users")
 
     def __init__(self, model: dict[str, Any]) -> None:
-        try:
-            from espomcp.fga.validation import validate_model
-        except ImportError:
-            validate_model = None
-        if validate_model is not None:
-            validate_model(model)
+        validate_model(model)
         self.model = model
         self.ts = TypeSystem(model)
         self.checker = Checker(self.ts, ConditionEvaluator(model.get("conditions")))
