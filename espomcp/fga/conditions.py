@@ -318,7 +318,8 @@ _ENV = celpy.Environment()
 def compile_condition(name: str, condition: Mapping[str, Any]) -> _Compiled:
     """Compile one model condition; ``FgaError(2056)`` if it cannot work."""
     def invalid(reason: str) -> FgaError:
-        return FgaError(INVALID_AUTHORIZATION_MODEL, f"condition '{name}': {reason}")
+        message = f"failed to compile expression on condition '{name}' - {reason}"
+        return FgaError(INVALID_AUTHORIZATION_MODEL, message)
 
     if not isinstance(condition, Mapping):
         raise invalid("must be an object")
