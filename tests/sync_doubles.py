@@ -59,3 +59,50 @@ class MemoryBackend:
 
     def health(self) -> tuple[bool, str]:
         return (not self.down), ("down" if self.down else "memory backend")
+
+
+class DictClient:
+    """EspoClient double over ``records[entity_type] -> [record]`` (oldest first) and
+    ``members[team_id] -> [user rows with teamRole]``. ``fail_at`` = number of records after
+    which iteration raises Unavailable (once), to simulate an interrupted backfill."""
+
+    def __init__(self, records: dict[str, list[dict]], members: dict[str, list[dict]] | None = None,
+                 fail_at: int | None = None) -> None:
+        self.records = records
+        self.members = members or {}
+        self.fail_at = fail_at
+        self.served = 0
+        self.offsets: list[tuple[str, int]] = []
+
+    def iter_records(self, entity_type: str, *, page_size: int = 200, offset: int = 0,
+                     **filters: Any) -> Any:
+        from espomcp.espocrm.errors import Unavailable
+
+        self.offsets.append((entity_type, offset))
+        for record in self.records.get(entity_type, [])[offset:]:
+            if self.fail_at is not None and self.served >= self.fail_at:
+                self.fail_at = None
+                raise Unavailable("EspoCRM is unavailable (simulated)")
+            self.served += 1
+            yield dict(record)
+
+    def list_records(self, entity_type: str, **filters: Any) -> Any:
+        from espomcp.espocrm.client import ListPage
+
+        rows = self.records.get(entity_type, [])
+        return ListPage(len(rows), [dict(r) for r in rows[:filters.get("max_size", 20)]])
+
+    def list_related(self, entity_type: str, record_id: str, link: str, *, offset: int = 0,
+                     max_size: int = 20, **filters: Any) -> Any:
+        from espomcp.espocrm.client import ListPage
+
+        rows = self.members.get(record_id, []) if (entity_type, link) == ("Team", "users") else []
+        return ListPage(len(rows), [dict(r) for r in rows[offset:offset + max_size]])
+
+    def get_record(self, entity_type: str, record_id: str, select: Any = None) -> dict:
+        from espomcp.espocrm.errors import NotFound
+
+        for record in self.records.get(entity_type, []):
+            if record["id"] == record_id:
+                return dict(record)
+        raise NotFound("Record not found.")
