@@ -111,10 +111,42 @@ def test_without_a_token_the_inspector_is_told_to_authenticate(node_tools: NodeT
 def test_inspector_oauth_flow_against_the_fake_auth0(node_tools: NodeTools, mcp_url: str,
                                                      auth_server: FakeAuth0) -> None:
     callback = f"http://127.0.0.1:{free_port()}/oauth/callback"
+    out = login_with_inspector(node_tools, "carol", callback, mcp_url, "--method", "tools/call",
+                               "--tool-name", "whoami")
+    me = out["result"]["structuredContent"]
+    assert me["sub"] == "auth0|carol"
+    # With nothing configured the Inspector asks for the resource's scopes_supported.
+    assert "espocrm:cases:read" in me["scopes"] and "espocrm:cases:write" not in me["scopes"]
+    [registration] = auth_server.backend.requests_to("register")
+    assert callback in registration["redirect_uris"]
+    [authorize] = [r for r in auth_server.backend.requests_to("authorize") if r["method"] == "POST"]
+    assert authorize["resource"] == mcp_url and authorize["code_challenge_method"] == "S256"
+    [token] = auth_server.backend.requests_to("token")
+    assert token["grant_type"] == "authorization_code" and token["resource"] == mcp_url
+
+
+def test_inspector_config_file_asks_for_write_scopes(node_tools: NodeTools, mcp_url: str,
+                                                     auth_server: FakeAuth0) -> None:
+    """The docs/clients.md recipe for write access with the Inspector (it cannot step up)."""
+    config = node_tools.home / "espocrm.json"
+    config.write_text(json.dumps({"mcpServers": {"espocrm": {
+        "type": "streamable-http", "url": mcp_url,
+        "oauth": {"scopes": "espocrm:contacts:read espocrm:contacts:write"}}}}))
+    callback = f"http://127.0.0.1:{free_port()}/oauth/callback"
+    out = login_with_inspector(node_tools, "alice", callback, "--config", str(config),
+                               "--server", "espocrm", "--method", "tools/call",
+                               "--tool-name", "whoami")
+    scopes = set(out["result"]["structuredContent"]["scopes"])
+    assert {"espocrm:contacts:read", "espocrm:contacts:write"} <= scopes
+    assert "espocrm:accounts:read" not in scopes
+
+
+def login_with_inspector(node_tools: NodeTools, user: str, callback: str, *args: str
+                         ) -> dict[str, Any]:
+    """Run the Inspector CLI through its interactive OAuth flow, logging in as ``user``."""
     env = {"MCP_AUTO_OPEN_ENABLED": "true", "BROWSER": "true",
            "MCP_INSPECTOR_SECRET_STORE": "memory"}
-    with node_tools.start(node_tools.inspector, "--cli", mcp_url, "--format", "json",
-                          "--method", "tools/call", "--tool-name", "whoami",
+    with node_tools.start(node_tools.inspector, "--cli", *args, "--format", "json",
                           "--callback-url", callback, env=env) as proc:
         lines: queue.Queue[str] = queue.Queue()
         reader = threading.Thread(target=pump, args=(proc.stderr, lines), daemon=True)
@@ -122,7 +154,7 @@ def test_inspector_oauth_flow_against_the_fake_auth0(node_tools: NodeTools, mcp_
         try:
             authorize_url = wait_for_authorize_url(lines)
             # The user's browser: the fake Auth0 login form, then the redirect to the Inspector.
-            login = requests.post(authorize_url, data={"username": "carol", "password": "demo"},
+            login = requests.post(authorize_url, data={"username": user, "password": "demo"},
                                   allow_redirects=False, timeout=10)
             assert login.status_code == 302
             assert login.headers["Location"].startswith(callback + "?code=")
@@ -133,16 +165,8 @@ def test_inspector_oauth_flow_against_the_fake_auth0(node_tools: NodeTools, mcp_
                 proc.kill()
             reader.join(timeout=5)
         out = proc.stdout.read() if proc.stdout else ""
-    assert proc.returncode == 0
-    me = json.loads(out)["result"]["structuredContent"]
-    assert me["sub"] == "auth0|carol"
-    assert "espocrm:cases:read" in me["scopes"]
-    [registration] = auth_server.backend.requests_to("register")
-    assert callback in registration["redirect_uris"]
-    [authorize] = [r for r in auth_server.backend.requests_to("authorize") if r["method"] == "POST"]
-    assert authorize["resource"] == mcp_url and authorize["code_challenge_method"] == "S256"
-    [token] = auth_server.backend.requests_to("token")
-    assert token["grant_type"] == "authorization_code" and token["resource"] == mcp_url
+    assert proc.returncode == 0, out
+    return json.loads(out)
 
 
 def pump(stream: IO[str] | None, lines: queue.Queue[str]) -> None:
