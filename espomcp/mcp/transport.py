@@ -162,6 +162,8 @@ def mcp_endpoint() -> Response:
     try:
         principal = svc.authenticator.authenticate(request.headers.get("Authorization"))
     except BearerError as exc:
+        if exc.error and svc.audit is not None:  # a token was presented and refused
+            svc.audit.record_auth_failure(exc.error, exc.description)
         return challenge_response(exc)
     g.principal = principal
     limiter = svc.extras.get("rate_limiter")

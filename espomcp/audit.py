@@ -1,0 +1,191 @@
+"""The audit log: one JSON line per decision in ``data_dir/audit.jsonl``.
+
+Each line says who (``sub``, the mapped EspoCRM ``user_id`` when known, ``client_id``), what
+(``tool``, ``entity_type``, ``record_id``), the ``decision`` (allow/deny/error), the ``layer``
+that decided (auth, scope, fga, crm, validation, tool, server, admin), a ``reason``,
+``duration_ms`` and ``ts``. Tokens and secrets are never written: only whitelisted principal
+fields are read and secret-looking event keys are dropped.
+
+Appends are atomic across threads and processes (one ``write`` of one line under ``flock`` on
+an ``O_APPEND`` descriptor); the file rotates once to ``audit.jsonl.1`` past ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from espomcp.auth.principal import Principal
+    from espomcp.settings import Settings
+
+log = logging.getLogger("espomcp.audit")
+
+DECISIONS = ("allow", "deny", "error")
+LAYERS = ("auth", "scope", "fga", "crm", "validation", "tool", "server", "admin")
+FIELDS = ("tool", "entity_type", "record_id", "decision", "layer", "reason", "duration_ms")
+SECRET_WORDS = ("token", "secret", "password", "authorization", "api_key", "apikey", "cookie")
+MAX_TEXT = 500
+BLOCK = 64 * 1024
+
+UserIdLookup = Callable[["Principal"], "str | None"]
+
+
+class AuditLog:
+    """Append-only JSON-lines audit trail with a tail reader and decision counters."""
+
+    def __init__(self, path: Path, *, user_id_of: UserIdLookup | None = None,
+                 max_bytes: int = 50 * 1024 * 1024) -> None:
+        self.path = Path(path)
+        self.user_id_of = user_id_of
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, user_id_of: UserIdLookup | None = None
+                      ) -> AuditLog:
+        return cls(settings.data_dir / "audit.jsonl", user_id_of=user_id_of)
+
+    # --- writing -----------------------------------------------------------------------
+    def record(self, principal: Principal | None, event: dict[str, Any]) -> dict[str, Any]:
+        """Append one event for ``principal`` (None = unauthenticated); returns the line."""
+        line = self.build(principal, event)
+        decision = line.get("decision") if line.get("decision") in DECISIONS else "other"
+        layer = line.get("layer") if line.get("layer") in LAYERS else "other"
+        with self._lock:
+            self._counts[(str(decision), str(layer))] += 1
+            try:
+                self._append(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+            except OSError:
+                log.exception("could not write the audit log at %s", self.path)
+        return line
+
+    def record_auth_failure(self, error: str | None, description: str) -> None:
+        """A presented token was rejected at the HTTP layer (before any tool ran)."""
+        self.record(None, {"decision": "deny", "layer": "auth",
+                           "reason": f"{error}: {description}" if error else description})
+
+    def build(self, principal: Principal | None, event: dict[str, Any]) -> dict[str, Any]:
+        line: dict[str, Any] = {"ts": _iso(time.time()), "sub": None, "user_id": None,
+                                "client_id": None}
+        if principal is not None:
+            line.update(sub=principal.sub, client_id=principal.client_id,
+                        email=principal.email)
+            if self.user_id_of is not None:
+                try:
+                    line["user_id"] = self.user_id_of(principal)
+                except Exception:  # a lookup problem must never lose the audit line
+                    line["user_id"] = None
+        for name in FIELDS:
+            line[name] = _clean(event.get(name))
+        for name, value in event.items():
+            if name in line or name in FIELDS:
+                continue
+            if any(word in name.lower() for word in SECRET_WORDS):
+                continue
+            line[name] = _clean(value)
+        return line
+
+    def _append(self, text: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if self.max_bytes and os.fstat(fd).st_size >= self.max_bytes:
+                    os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+                    os.close(fd)
+                    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                os.write(fd, text.encode("utf-8"))
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # --- reading -----------------------------------------------------------------------
+    def recent(self, limit: int = 100, **filters: str) -> list[dict[str, Any]]:
+        """Newest first, at most ``limit`` events matching every filter.
+
+        Filters compare a field for equality; ``user`` matches the sub, the EspoCRM user id
+        or the email (substring, case-insensitive). Reads the file backwards block by block.
+        """
+        wanted = {k: str(v) for k, v in filters.items() if v not in (None, "")}
+        found: list[dict[str, Any]] = []
+        for path in (self.path, self.path.with_name(self.path.name + ".1")):
+            for raw in _lines_backwards(path):
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and _matches(event, wanted):
+                    found.append(event)
+                    if len(found) >= limit:
+                        return found
+        return found
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Decisions recorded by this process, keyed by (decision, layer)."""
+        with self._lock:
+            return dict(self._counts)
+
+
+def _matches(event: dict[str, Any], wanted: dict[str, str]) -> bool:
+    for key, value in wanted.items():
+        if key == "user":
+            needle = value.lower()
+            haystack = [str(event.get(k) or "").lower() for k in ("sub", "user_id", "email")]
+            if not any(needle in item for item in haystack):
+                return False
+        elif str(event.get(key)) != value:
+            return False
+    return True
+
+
+def _lines_backwards(path: Path) -> Iterator[bytes]:
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        handle.seek(0, os.SEEK_END)
+        position = handle.tell()
+        rest = b""
+        while position > 0:
+            step = min(BLOCK, position)
+            position -= step
+            handle.seek(position)
+            chunk = handle.read(step) + rest
+            lines = chunk.split(b"\n")
+            rest = lines.pop(0)
+            for line in reversed(lines):
+                if line.strip():
+                    yield line
+        if rest.strip():
+            yield rest
+
+
+def _clean(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "…"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_clean(item) for item in list(value)[:50]]
+    if isinstance(value, dict):
+        return {str(k)[:100]: _clean(v) for k, v in list(value.items())[:50]
+                if not any(word in str(k).lower() for word in SECRET_WORDS)}
+    return _clean(str(value))
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
