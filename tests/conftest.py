@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.auth",
     "tests.fixtures.node_tools",
     "tests.fixtures.fga_backends",
+    "tests.fixtures.espocrm",
 ]

@@ -3,7 +3,7 @@
 Test/admin hooks under ``/_fake`` (no auth, never faulted):
 
 - ``POST /_fake/fault`` ``{"mode": "slow"|"down"|"500"|"garbage"|"status"|"off", "count": n,
-  "delay": s, "status": code}`` — the next ``count`` API requests (default: all) misbehave:
+  "delay": s, "status": code, "reason": text}`` — the next ``count`` API requests (default: all) misbehave:
   ``down`` = 503 (maintenance), ``500`` = 500, ``status`` = that status, ``garbage`` = 200 with
   a non-JSON body, ``slow`` = answer after ``delay`` seconds.
 - ``GET /_fake/requests`` (the request log), ``DELETE /_fake/requests`` (clear it).
@@ -52,7 +52,8 @@ def create_app(state: EspoState, sender: WebhookSender | None = None) -> Flask:
             elif mode in FAULT_MODES:
                 state.fault = {"mode": mode, "count": body.get("count"),
                                "delay": float(body.get("delay", 2.0)),
-                               "status": int(body.get("status", 500))}
+                               "status": int(body.get("status", 500)),
+                               "reason": str(body.get("reason", "Error"))}
             else:
                 return jsonify(error=f"mode must be one of {FAULT_MODES} or off"), 400
         return jsonify(fault=state.fault)
@@ -140,9 +141,10 @@ class FakeEspoCRM:
             return [r for r in self.state.request_log if r["path"].startswith(prefix)]
 
     def set_fault(self, mode: str, *, count: int | None = None, delay: float = 2.0,
-                  status: int = 500) -> None:
+                  status: int = 500, reason: str = "Error") -> None:
         if mode not in (*FAULT_MODES, "off"):
             raise ValueError(f"unknown fault mode {mode!r}")
         with self.state.lock:
             self.state.fault = None if mode == "off" else {"mode": mode, "count": count,
-                                                           "delay": delay, "status": status}
+                                                           "delay": delay, "status": status,
+                                                           "reason": reason}

@@ -133,10 +133,10 @@ class Api:
         resource = path[len(API_PREFIX):] if path.startswith(API_PREFIX + "/") else path
         entry = {"method": request.method, "path": resource, "raw_path": path,
                  "query": request.query_string.decode("latin-1"), "time": time.time(),
-                 "status": None}
+                 "status": None, "user": None}
         with self.state.lock:
             self.state.request_log.append(entry)
-        response = self._faulted() or self._handle(resource)
+        response = self._faulted() or self._handle(resource, entry)
         entry["status"] = response.status_code
         return response
 
@@ -159,11 +159,12 @@ class Api:
             return Response(b"<html><body>Bad gateway?</body>", status=200,
                             content_type="application/json")
         status = int(fault.get("status", 500)) if mode == "status" else 500
-        return Response(b"", status=status, headers={"X-Status-Reason": "Error"})
+        return Response(b"", status=status, headers={"X-Status-Reason": fault.get("reason") or "Error"})
 
-    def _handle(self, resource: str) -> Response:
+    def _handle(self, resource: str, entry: Record) -> Response:
         try:
             user = self.authenticate(resource)
+            entry["user"] = user["userName"]
             segments = [unquote(s) for s in resource.strip("/").split("/")]
             matched = urls.match(request.method, segments)
             if matched is None:
