@@ -1,4 +1,4 @@
-"""Check semantics of the embedded engine, one construct at a time (openfga.md §2–§4)."""
+"""Check semantics of the embedded engine, one construct at a time (openfga.md §2 to §4)."""
 
 from __future__ import annotations
 
