@@ -120,6 +120,12 @@ def test_write_read_and_changes(fake_openfga: FakeOpenFgaServer) -> None:
     changes = requests.get(f"{base}/changes", params={"type": "account"}, timeout=5).json()
     ops = [(c["operation"], c["tuple_key"]["user"]) for c in changes["changes"]]
     assert ("TUPLE_OPERATION_DELETE", "user:bob") in ops and ("TUPLE_OPERATION_WRITE", "team:sales") in ops
+    future = requests.get(f"{base}/changes", params={"start_time": "2999-01-01T00:00:00Z"}, timeout=5)
+    assert future.json()["changes"] == []
+    past = requests.get(f"{base}/changes", params={"start_time": "2000-01-01T00:00:00Z"}, timeout=5)
+    assert len(past.json()["changes"]) == len(ops) + 1  # the user:alice team write too
+    _error(requests.get(f"{base}/changes", params={"start_time": "yesterday"}, timeout=5), 400,
+           "invalid_start_time")
     many = [{"user": f"user:u{i}", "relation": "owner", "object": "lead:l"} for i in range(101)]
     _error(requests.post(f"{base}/write", json={"writes": {"tuple_keys": many}}, timeout=5), 400,
            "exceeded_entity_limit")

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -82,6 +83,14 @@ def _user_json(user: str) -> dict[str, Any]:
 def _model_json(model_id: str, model: dict[str, Any]) -> dict[str, Any]:
     return {"id": model_id, "schema_version": model["schema_version"],
             "type_definitions": model["type_definitions"], "conditions": model.get("conditions") or {}}
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(f"invalid start_time {value!r}: expected RFC 3339",
+                              code="invalid_start_time") from None
 
 
 class OpenFgaResponses:
@@ -198,6 +207,10 @@ class OpenFgaResponses:
         changes, token = store.engine(None).read_changes(
             request.args.get("type") or None, page_size=int(size),
             continuation_token=request.args.get("continuation_token") or None)
+        start = request.args.get("start_time")
+        if start:
+            since = _timestamp(start)
+            changes = [c for c in changes if _timestamp(c["timestamp"]) >= since]
         return jsonify(changes=changes, continuation_token=token)
 
     # --- queries ----------------------------------------------------------------------
