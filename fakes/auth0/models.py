@@ -145,6 +145,9 @@ class Auth0Backend:
                                    client_name="Demo machine client",
                                    grant_types=["client_credentials"],
                                    scopes={s for s in ALL_SCOPES if s.endswith(":read")}),
+                # the admin console (settings.admin_client_id); tests add their own redirect URI
+                "espomcp-admin": Client("espomcp-admin", ["http://127.0.0.1:8000/admin/callback"],
+                                        client_name="espomcp admin console"),
             }
             self.codes: dict[str, Grant] = {}
             self.refresh_tokens: dict[str, Grant] = {}
