@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.fixtures.auth",
     "tests.fixtures.node_tools",
     "tests.fixtures.fga_backends",
+    "tests.fixtures.admin",
     "tests.fixtures.espocrm",
 ]
