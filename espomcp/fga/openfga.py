@@ -200,9 +200,11 @@ class OpenFgaBackend:
         if response.authorization_model is None:
             raise FgaUnavailable(f"OpenFGA store {self.store_id} has no authorization model")
         model = to_json(response.authorization_model)
-        return {"schema_version": model.get("schema_version", "1.1"),
-                "type_definitions": model.get("type_definitions", []),
-                "conditions": model.get("conditions", {})}
+        out = {"schema_version": model.get("schema_version", "1.1"),
+               "type_definitions": model.get("type_definitions", [])}
+        if model.get("conditions"):
+            out["conditions"] = model["conditions"]
+        return out
 
     def health(self) -> tuple[bool, str]:
         try:
