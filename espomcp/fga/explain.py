@@ -178,11 +178,15 @@ class _Walker:
                    visiting: frozenset[tuple[str, str, str]]) -> _Result:
         base = self.rewrite_node(user, relation, obj, diff.get("base", {}), depth, visiting)
         sub = self.rewrite_node(user, relation, obj, diff.get("subtract", {}), depth, visiting)
-        sub_node = Node("but not", sub.allowed, "excluded" if sub.allowed else "not excluded",
-                        [sub.node])
+        # ✔ on the "but not" node means "does not exclude"
+        sub_node = Node("but not", None if sub.allowed is None else not sub.allowed,
+                        "excluded" if sub.allowed else "not excluded", [sub.node])
         nodes = [base.node, sub_node]
         if base.allowed is False or sub.allowed is True:
-            detail = "excluded by the 'but not' part" if sub.allowed else ""
+            detail = ""
+            if sub.allowed:
+                via = " → ".join([user] + [hop.text() for hop in (sub.paths or [[]])[0]])
+                detail = f"excluded by the 'but not' part: {via}"
             return _Result(False, [], Node("base but not subtract", False, detail, nodes))
         if base.allowed is None or sub.allowed is None:
             return _Result(None, [], Node("base but not subtract", None, "", nodes))
@@ -331,7 +335,7 @@ def _reasons(node: Node, out: list[str]) -> None:
     """The failing leaves of ``node`` in plain words, each once, in walk order."""
     if node.allowed:
         return
-    if not node.children:
+    if not node.children or node.detail:
         reason = node.detail or node.label
         if reason not in out:
             out.append(reason)
