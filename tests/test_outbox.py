@@ -5,10 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from espomcp import create_app
+from espomcp.fga.backend import build_backend
 from espomcp.fga.tuples import TupleKey
+from espomcp.sync import outbox_readiness
 from espomcp.sync.outbox import Outbox, OutboxError, TupleWriter
 from tests.sync_doubles import MemoryBackend
 
@@ -129,3 +133,44 @@ def test_unwritable_outbox_raises_instead_of_dropping(tmp_path: Path) -> None:
     backend.down = True
     with pytest.raises(OutboxError):
         TupleWriter(outbox).apply(backend, [A], [])
+
+
+def test_openfga_outage_queues_and_drains_into_the_real_store(
+        tmp_path: Path, fake_openfga: Any, fga_settings: Any) -> None:
+    store_id, model_id = fake_openfga.new_store()
+    backend = build_backend(fga_settings(fga_backend="openfga", fga_api_url=fake_openfga.url,
+                                         fga_store_id=store_id, fga_model_id=model_id,
+                                         fga_timeout_seconds=1.0))
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    writer = TupleWriter(outbox)
+    organization = TupleKey("organization:main", "organization", "contact:c1")
+    fake_openfga.fault("down")
+    outcome = writer.apply(backend, [A, organization], [])
+    assert not outcome.applied and outcome.queued == 2
+    assert not outbox.drain(backend).applied and outbox.depth() == 2
+    fake_openfga.fault("ok")
+    assert outbox.drain(backend).applied == 2 and outbox.depth() == 0
+    assert backend.check("user:alice", "can_write", "contact:c1")
+
+
+def test_app_reports_outbox_depth_on_readyz(tmp_path: Path, fga_settings: Any) -> None:
+    settings = fga_settings(data_dir=tmp_path / "data")
+    app = create_app(settings, authenticator=_NoAuth())
+    svc = app.extensions["espomcp"]
+    try:
+        check = svc.readiness["outbox"]
+        assert check() == (True, "depth 0")
+        svc.extras["outbox"].stop_drainer()  # keep the queued change queued
+        svc.extras["outbox"].enqueue([A], error="FgaUnavailable: down")
+        ok, detail = check()
+        assert ok and detail.startswith("depth 1") and "down" in detail
+        assert outbox_readiness(svc.extras["outbox"], limit=1)[0] is False
+        body = app.test_client().get("/readyz").get_json()
+        assert body["checks"]["outbox"]["detail"].startswith("depth ")
+    finally:
+        svc.extras["outbox"].stop_drainer()
+
+
+class _NoAuth:
+    def authenticate(self, authorization: str | None) -> Any:
+        raise AssertionError("not used")
