@@ -122,3 +122,40 @@ def test_business_rules_hold_on_every_backend(fga_backend: FgaBackend, case: dic
             if got != sorted(expected["users"]):
                 failures.append(f"list_users {query['object']} {relation}: {got}")
     assert not failures, "\n".join(failures)
+
+
+def test_business_rules_pass_with_our_engine_runner() -> None:
+    """The same file through ``espomcp.fga.store_test``; its report matches the CLI's summary."""
+    import io
+
+    from espomcp.fga.store_test import run_files, run_store_file
+
+    out = io.StringIO()
+    assert run_files([STORE_TEST], out=out) == 0, out.getvalue()
+    assert "Tests 12/12 passing" in out.getvalue()
+    assert "Checks 305/305 passing" in out.getvalue()
+    results = run_store_file(STORE_TEST)
+    assert all(result.passing for result in results)
+    assert sum(len(r.list_objects) for r in results) == 11 and sum(len(r.list_users) for r in results) == 3
+
+
+def test_a_wrong_business_rule_fails_in_both_runners(tmp_path: Path) -> None:
+    """Guard against vacuous passes: flip one expectation and both the CLI and our runner fail."""
+    import io
+
+    from espomcp.fga.store_test import run_files
+
+    spec = yaml.safe_load(STORE_TEST.read_text())
+    spec["model_file"] = "model.fga"
+    spec["tests"] = spec["tests"][:1]
+    spec["tests"][0]["check"][0]["assertions"]["can_delete"] = True
+    (tmp_path / "model.fga").write_text(DSL.read_text())
+    wrong = tmp_path / "wrong.fga.yaml"
+    wrong.write_text(yaml.safe_dump(spec))
+    out = io.StringIO()
+    assert run_files([wrong], out=out) == 1
+    assert "can_delete,object=account:acme): expected=true, got=false" in out.getvalue()
+    cli = subprocess.run([str(FGA_CLI), "model", "test", "--tests", str(wrong)],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 1
+    assert "can_delete,object=account:acme): expected=true, got=false" in cli.stderr
