@@ -392,3 +392,54 @@ def parse_dsl(text: str) -> dict[str, Any]:
     if not isinstance(text, str):
         raise TypeError("parse_dsl expects the model text as a string")
     return _Parser(tokenize(clean_comments(text))).main()
+
+
+# ------------------------------------------------------------------------------- JSON → DSL
+
+def _format_ref(ref: dict[str, Any]) -> str:
+    text = ref["type"] + (f"#{ref['relation']}" if ref.get("relation") else "")
+    text += ":*" if "wildcard" in ref else ""
+    return text + (f" with {ref['condition']}" if ref.get("condition") else "")
+
+
+def _format_rewrite(rewrite: dict[str, Any], refs: list[dict[str, Any]], nested: bool) -> str:
+    if "this" in rewrite:
+        return "[" + ", ".join(_format_ref(r) for r in refs) + "]"
+    if "computedUserset" in rewrite:
+        return rewrite["computedUserset"]["relation"]
+    if "tupleToUserset" in rewrite:
+        ttu = rewrite["tupleToUserset"]
+        return f"{ttu['computedUserset']['relation']} from {ttu['tupleset']['relation']}"
+    if "difference" in rewrite:
+        parts = [rewrite["difference"]["base"], rewrite["difference"]["subtract"]]
+        operator = " but not "
+    else:
+        kind = "union" if "union" in rewrite else "intersection"
+        parts = rewrite[kind]["child"]
+        operator = " or " if kind == "union" else " and "
+    text = operator.join(_format_rewrite(p, refs, True) for p in parts)
+    return f"({text})" if nested else text
+
+
+def format_dsl(model: dict[str, Any]) -> str:
+    """The DSL of a JSON model (``fga model transform --output-format fga``); ``parse_dsl`` inverts it."""
+    lines = ["model", f"  schema {model.get('schema_version', '1.1')}"]
+    for type_def in model.get("type_definitions") or []:
+        lines += ["", f"type {type_def['type']}"]
+        relations = type_def.get("relations") or {}
+        metadata = (type_def.get("metadata") or {}).get("relations") or {}
+        if relations:
+            lines.append("  relations")
+        for name, rewrite in relations.items():
+            refs = (metadata.get(name) or {}).get("directly_related_user_types") or []
+            lines.append(f"    define {name}: {_format_rewrite(rewrite, refs, False)}")
+    for name, condition in (model.get("conditions") or {}).items():
+        params = []
+        for param, type_ref in (condition.get("parameters") or {}).items():
+            type_name = type_ref["type_name"].removeprefix("TYPE_NAME_").lower()
+            generics = type_ref.get("generic_types") or []
+            if generics:
+                type_name += f"<{generics[0]['type_name'].removeprefix('TYPE_NAME_').lower()}>"
+            params.append(f"{param}: {type_name}")
+        lines += ["", f"condition {name}({', '.join(params)}) {{", f"  {condition['expression']}", "}"]
+    return "\n".join(lines) + "\n"
