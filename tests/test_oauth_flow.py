@@ -92,7 +92,8 @@ def served(auth_settings: Callable[..., Settings]) -> Iterator[Served]:
     server.stop()
 
 
-async def login_and_call(mcp_url: str, user: str, mode: str) -> dict[str, Any]:
+async def login_and_call(mcp_url: str, user: str, mode: str,
+                         pause_seconds: float = 0.0) -> dict[str, Any]:
     seen: dict[str, str] = {}
 
     async def on_redirect(auth_url: str) -> None:
@@ -123,6 +124,8 @@ async def login_and_call(mcp_url: str, user: str, mode: str) -> dict[str, Any]:
             Client(streamable_http_client(mcp_url, http_client=http), mode=mode,
                    cache=None) as client:
         whoami = await client.call_tool("whoami", {})
+        if pause_seconds:
+            await anyio.sleep(pause_seconds)  # let the access token expire client-side
         tools = [tool.name for tool in (await client.list_tools()).tools]
         try:
             touched: Any = await client.call_tool("touch_contact", {"id": "66a0c1d2e3f4a5b6c"})
@@ -170,3 +173,14 @@ def test_step_up_beyond_the_users_rights_stays_denied(served: Served,
     assert WRITE_SCOPE not in result["after"].structured_content["scopes"]
     logins = [p for p in auth_server.backend.requests_to("authorize") if p["method"] == "POST"]
     assert WRITE_SCOPE in logins[-1]["scope"].split()
+
+
+def test_expired_access_token_is_refreshed_with_rotation(served: Served,
+                                                        auth_server: FakeAuth0) -> None:
+    auth_server.backend.access_token_ttl = 1
+    result = anyio.run(login_and_call, served.mcp_url, "alice", "2026-07-28", 1.2)
+    assert result["touched"].is_error is False
+    refreshes = [p for p in auth_server.backend.requests_to("token")
+                 if p["grant_type"] == "refresh_token"]
+    assert refreshes and all(p["resource"] == served.mcp_url for p in refreshes)
+    assert len({p["refresh_token"] for p in refreshes}) == len(refreshes)  # rotated each time
