@@ -174,3 +174,30 @@ def test_crm_down_is_a_clear_error_and_not_cached(crm: FakeCrm) -> None:
 def test_no_crm_configured(crm: FakeCrm) -> None:
     with pytest.raises(ToolError, match="EspoCRM unavailable"):
         mapper(None).require(who("alice"))
+
+
+@pytest.mark.parametrize(("name", "team", "admin"), [("alice", "Sales", False),
+                                                     ("carol", "Support", False),
+                                                     ("admin", None, True)])
+def test_demo_users_map_against_the_fake_espocrm(espocrm_server: Any, name: str,
+                                                 team: str | None, admin: bool) -> None:
+    from fakes.espocrm.seed import team_id, user_id
+
+    client = espocrm_server.client()
+    try:
+        user = mapper(client, entity_types="User,Team,Contact").require(who(name))
+    finally:
+        client.close()
+    assert user.id == user_id(name) and user.user_name == name
+    assert user.is_admin is admin
+    assert user.team_ids == ((team_id(team),) if team else ())
+
+
+def test_fake_espocrm_down_is_espocrm_unavailable(espocrm_server: Any) -> None:
+    client = espocrm_server.client()
+    espocrm_server.fault("down")
+    try:
+        with pytest.raises(ToolError, match="EspoCRM unavailable"):
+            mapper(client).require(who("alice"))
+    finally:
+        client.close()
