@@ -80,9 +80,12 @@ class Checker:
         if "#" in user and user == f"{obj}#{relation}":
             return TRUE
         key = (obj, relation)
+        type_name = obj.partition(":")[0]
         if key in req.visited:
+            if (type_name, relation) in self.ts.recursive and "#" not in user:
+                return FALSE  # OpenFGA's recursive resolvers see no cycle (typesystem._simple_recursive)
             return CYCLE
-        rdef = self.ts.relations[obj.partition(":")[0]][relation]
+        rdef = self.ts.relations[type_name][relation]
         req.visited.add(key)
         req.depth += 1
         try:
@@ -138,7 +141,11 @@ class Checker:
         return CYCLE if cycle else FALSE
 
     def _check_computed(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
-        return self.resolve(req, node.relation, obj)
+        req.depth -= 1  # like OpenFGA, a computed userset is resolved in place, not dispatched
+        try:
+            return self.resolve(req, node.relation, obj)
+        finally:
+            req.depth += 1
 
     def _check_ttu(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
         type_rels = self.ts.relations

@@ -125,6 +125,7 @@ class TypeSystem:
         self.scc: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
         self.cyclic = self._cycles()
         self._mark_risky_exclusions()
+        self.recursive = frozenset(node for node in self.cyclic if self._simple_recursive(node))
 
     # -- structure -------------------------------------------------------------------------
 
@@ -242,6 +243,32 @@ class TypeSystem:
             if node not in index:
                 visit(node)
         return frozenset(cyclic)
+
+    def _simple_recursive(self, node: tuple[str, str]) -> bool:
+        """OpenFGA resolves ``r: [user, t#r]`` and ``r: [user] or r from parent`` (the relation's only
+        cycle is itself, every other branch is a plain direct relation) iteratively, so a cycle met
+        there is just "false" — it does not poison an enclosing exclusion the way other cycles do."""
+        if self.scc.get(node) != frozenset([node]):
+            return False
+        type_name, rel = node
+        rdef = self.relations[type_name][rel]
+
+        def plain(item: Rewrite) -> bool:
+            if item.kind == THIS:
+                return not rdef.usersets
+            if item.kind == COMPUTED:
+                target = self.relations[type_name][item.relation]
+                return target.rewrite.kind == THIS and not target.usersets
+            return False
+
+        root = rdef.rewrite
+        if root.kind == THIS:
+            return rdef.usersets == (node,)
+        if root.kind != UNION:
+            return False
+        recursive = [c for c in root.children if c.kind == TTU and c.relation == rel
+                     and type_name in self.ttu_parents(type_name, c)]
+        return bool(recursive) and all(c in recursive or plain(c) for c in root.children)
 
     def ttu_parents(self, type_name: str, node: Rewrite) -> tuple[str, ...]:
         """Parent types of a tuple-to-userset that define the computed relation."""
