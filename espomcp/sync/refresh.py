@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from espomcp.espocrm.errors import NotFound
+from espomcp.espocrm.errors import AccessDenied, NotFound
 from espomcp.fga.tuples import TupleKey
 from espomcp.sync.backfill import iter_team_members
 from espomcp.sync.mapping import (
@@ -66,14 +66,17 @@ def held_for(backend: Any, entity_type: str, record_id: str) -> set[TupleKey]:
 
 
 def desired_for(client: Any, entity_type: str, record_id: str) -> set[TupleKey] | None:
-    """The tuples EspoCRM's current state implies; None when the record does not exist."""
+    """The tuples EspoCRM's current state implies; None when the record does not exist or
+    the service account may not read it."""
     try:
         if fga_type(entity_type) == "team":
             team = client.get_record("Team", record_id)
             return tuples_for_team(team, iter_team_members(client, record_id))
         select = None if fga_type(entity_type) == "user" else attributes_for(entity_type)
         record = client.get_record(entity_type, record_id, select=select)
-    except NotFound:
+    except (NotFound, AccessDenied):
+        # Gone, or hidden from the service account (then no tool can reach it either):
+        # fail closed and grant nothing.
         return None
     return tuples_for_record(entity_type, {**record, "id": record_id})
 

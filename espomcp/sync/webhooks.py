@@ -35,7 +35,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from espomcp.espocrm.errors import EspoError, InvalidInput
-from espomcp.fga.errors import FgaUnavailable
+from espomcp.fga.errors import FgaError, FgaUnavailable
 from espomcp.sync import refresh
 from espomcp.sync.backfill import sync_entity_types
 from espomcp.sync.mapping import MappingError
@@ -288,7 +288,7 @@ class WebhookReceiver:
                 else:
                     result = refresh.refresh(svc.crm, svc.fga, svc.outbox, delivery.entity_type,
                                              record_id)
-            except (MappingError, InvalidInput) as exc:
+            except (MappingError, InvalidInput, FgaError) as exc:
                 log.warning("webhook item %s %s skipped: %s", delivery.entity_type, record_id, exc)
                 continue
             applied += 1
