@@ -28,8 +28,17 @@ class BadRequest(EspoHttpError):
 
 
 class Unauthorized(EspoHttpError):
+    """401 with an empty body; ``challenge`` adds ``WWW-Authenticate: Basic realm=""``."""
+
     status = 401
     reason_header = False
+
+    def __init__(self, challenge: bool = False) -> None:
+        super().__init__()
+        self.challenge = challenge
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm=""'} if self.challenge else {}
 
 
 class Forbidden(EspoHttpError):

@@ -208,9 +208,9 @@ class WhereCompiler:
             negate = kind in ("notLike", "notContains")
             return lambda rec: get(rec) is not None and bool(
                 pattern.fullmatch(str(get(rec)))) != negate
-        if kind in ("isNull", "isNotNull"):
+        if kind in ("isNull", "isNotNull"):  # SQL IS [NOT] NULL: "" is not NULL
             want_null = kind == "isNull"
-            return lambda rec: (get(rec) in (None, "")) == want_null
+            return lambda rec: (get(rec) is None) == want_null
         if kind in ("isTrue", "isFalse"):
             want = kind == "isTrue"
             return lambda rec: bool(get(rec)) == want

@@ -195,7 +195,11 @@ class Api:
         elif hmac_value:
             user = self._hmac_user(hmac_value, resource)
         if user is None:
-            raise Unauthorized()
+            # EspoCRM challenges only credential-less, non-XHR, non-POST requests without Referer
+            challenge = not (api_key or hmac_value or request.headers.get("Authorization")) and \
+                request.method != "POST" and not request.headers.get("Referer") and \
+                request.headers.get("X-Requested-With") != "XMLHttpRequest"
+            raise Unauthorized(challenge)
         return user
 
     def _hmac_user(self, value: str, resource: str) -> Record | None:

@@ -86,6 +86,8 @@ class _Gen:
                   **data, "createdAt": created, "modifiedAt": created,
                   "createdById": user_id(owner), "assignedUserId": user_id(owner),
                   "teamsIds": teams}
+        if record.get("status") == "Completed":
+            record["dateCompleted"] = record.get("dateEnd") or created
         if "number" in defs.fields(entity_type):
             self.state.counters[entity_type] = self.state.counters.get(entity_type, 0) + 1
             record["number"] = self.state.counters[entity_type]
@@ -176,6 +178,7 @@ def _records(gen: _Gen) -> None:
             "title": rng.choice(["CEO", "CTO", "Buyer", "Head of IT", "Office Manager", ""]),
             "emailAddress": f"{first.lower()}.{last.lower()}.{rng.randint(1, 999)}@{domain}",
             "phoneNumber": f"+1 555 {rng.randint(1000000, 9999999)}", "accountId": account["id"],
+            "doNotCall": rng.random() < 0.15,
             "opportunityRole": rng.choice(["", "Decision Maker", "Evaluator", "Influencer"])},
             rng.choice(SALES)))
     leads = []
