@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable
@@ -141,6 +142,49 @@ def test_inspector_config_file_asks_for_write_scopes(node_tools: NodeTools, mcp_
     assert "espocrm:accounts:read" not in scopes
 
 
+@pytest.mark.browser
+def test_inspector_web_ui_login_and_whoami(node_tools: NodeTools, mcp_url: str,
+                                           auth_server: FakeAuth0) -> None:
+    """The docs/clients.md walk-through: Connect, the fake Auth0 login page, tools, whoami."""
+    from playwright.sync_api import expect, sync_playwright
+
+    env = {"CLIENT_PORT": str(free_port()), "MCP_SANDBOX_PORT": str(free_port()),
+           "BROWSER": "true", "MCP_INSPECTOR_SECRET_STORE": "memory"}
+    with node_tools.start(node_tools.inspector, "--web", "--transport", "http",
+                          "--server-url", mcp_url, env=env) as proc:
+        lines: queue.Queue[str] = queue.Queue()
+        readers = [threading.Thread(target=pump, args=(stream, lines), daemon=True)
+                   for stream in (proc.stdout, proc.stderr)]
+        for reader in readers:
+            reader.start()
+        try:
+            ui_url = wait_for_line(lines, r"(http://127\.0\.0\.1:\d+\?MCP_INSPECTOR_API_TOKEN=\w+)")
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=shutil.which("chromium"),
+                                             args=["--no-sandbox"])
+                try:
+                    page = browser.new_page()
+                    page.goto(ui_url)
+                    page.get_by_role("switch", name=re.compile("Connect")).click(force=True)
+                    page.wait_for_url(f"{auth_server.url}authorize?*")
+                    expect(page.get_by_text("to continue to MCP Inspector")).to_be_visible()
+                    page.fill("input[name=username]", "alice")
+                    page.fill("input[name=password]", "demo")
+                    page.click("button[type=submit]")
+                    expect(page.get_by_text("Connected", exact=True)).to_be_visible()
+                    page.get_by_text("Tools", exact=True).first.click()
+                    page.get_by_text("whoami", exact=True).first.click()
+                    page.get_by_role("button", name="Execute Tool").click()
+                    expect(page.get_by_text("auth0|alice").first).to_be_visible()
+                finally:
+                    browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            for reader in readers:
+                reader.join(timeout=5)
+
+
 def login_with_inspector(node_tools: NodeTools, user: str, callback: str, *args: str
                          ) -> dict[str, Any]:
     """Run the Inspector CLI through its interactive OAuth flow, logging in as ``user``."""
@@ -152,7 +196,7 @@ def login_with_inspector(node_tools: NodeTools, user: str, callback: str, *args:
         reader = threading.Thread(target=pump, args=(proc.stderr, lines), daemon=True)
         reader.start()
         try:
-            authorize_url = wait_for_authorize_url(lines)
+            authorize_url = wait_for_line(lines, r"Please navigate to: (\S+)")
             # The user's browser: the fake Auth0 login form, then the redirect to the Inspector.
             login = requests.post(authorize_url, data={"username": user, "password": "demo"},
                                   allow_redirects=False, timeout=10)
@@ -174,15 +218,16 @@ def pump(stream: IO[str] | None, lines: queue.Queue[str]) -> None:
         lines.put(line)
 
 
-def wait_for_authorize_url(lines: queue.Queue[str], timeout: float = 30.0) -> str:
+def wait_for_line(lines: queue.Queue[str], pattern: str, timeout: float = 30.0) -> str:
+    """The first group of the first output line matching ``pattern``."""
     seen: list[str] = []
     while True:
         try:
             line = lines.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError("the Inspector never asked to open the login page:\n"
+            raise AssertionError(f"the Inspector never printed {pattern!r}:\n"
                                  + "".join(seen)) from None
         seen.append(line)
-        match = re.search(r"Please navigate to: (\S+)", line)
+        match = re.search(pattern, line)
         if match:
             return match.group(1)
