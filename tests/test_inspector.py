@@ -8,12 +8,15 @@ PKCE, the fake Auth0 login form (filled in here as a user would), token exchange
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 import pytest
@@ -90,6 +93,21 @@ def test_search_records_through_the_inspector(node_tools: NodeTools, mcp_url: st
     assert page["entity_type"] == "Contact"
     assert isinstance(page["total"], int) and len(page["records"]) <= 5
     assert all(record["id"] for record in page["records"])
+
+
+def test_a_token_from_espomcp_token_works_in_the_inspector(
+        node_tools: NodeTools, mcp_server: ServerThread, mcp_url: str, auth_server: FakeAuth0,
+        tmp_path: Path) -> None:
+    """The docs/clients.md recipe: ``--header "Authorization: Bearer $(espomcp token bob)"``."""
+    env = {**os.environ, "ESPOMCP_AUTH_ISSUER": auth_server.url,
+           "ESPOMCP_PUBLIC_URL": mcp_server.url}
+    minted = subprocess.run([sys.executable, "-m", "espomcp", "token", "bob"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert minted.returncode == 0, minted.stderr
+    done = inspect(node_tools, mcp_url, "--method", "tools/call", "--tool-name", "whoami",
+                   "--header", f"Authorization: Bearer {minted.stdout.strip()}")
+    me = result_of(done)["structuredContent"]
+    assert me["sub"] == "auth0|bob" and "espocrm:contacts:delete" in me["scopes"]
 
 
 def test_bad_arguments_come_back_as_a_tool_error(node_tools: NodeTools, mcp_url: str,
