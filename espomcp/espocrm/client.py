@@ -96,10 +96,17 @@ class EspoClient:
         return validate_entity_type(entity_type, self.entity_types)
 
     def get_record(self, entity_type: str, id: str, select: list[str] | None = None) -> dict:
-        """The record ``id`` (``select`` limits the attributes). NotFound if missing."""
+        """The record ``id``; ``select`` limits the attributes (``id`` always kept). NotFound if
+        missing. EspoCRM may ignore ``select`` on reads, so it is also applied here."""
         path = [self._type(entity_type), validate_id(id)]
         params = {"select": ",".join(_select(select))} if select else None
-        return self._request("GET", path, params=params)
+        record = self._request("GET", path, params=params)
+        if not isinstance(record, dict):
+            raise Unavailable("EspoCRM sent an unexpected record answer.")
+        if select:
+            keep = {"id", *select}
+            record = {k: v for k, v in record.items() if k in keep}
+        return record
 
     def list_records(self, entity_type: str, **filters: Any) -> ListPage:
         """One page of records; see ``search_params`` for the accepted filters."""

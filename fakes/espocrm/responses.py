@@ -321,13 +321,8 @@ class Api:
         return self.state.create(E, self._object(), user["id"], skip_duplicate_check=skip)
 
     def get_record(self, user: Record, E: str, id: str) -> Record:
-        with self.state.lock:
-            record = self.state.render(E, self.state.stored(E, id))
-        select = request.args.get("select")
-        if select:
-            keep = {"id", *select.split(",")}
-            record = {k: v for k, v in record.items() if k in keep}
-        return record
+        with self.state.lock:  # like EspoCRM's read action: the full record, no `select`
+            return self.state.render(E, self.state.stored(E, id))
 
     def update_record(self, user: Record, E: str, id: str) -> Record:
         return self.state.update(E, id, self._object(), user["id"])
