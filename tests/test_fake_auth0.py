@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
+import sys
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -15,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from fakes.auth0 import FakeAuth0
+from fakes.server import free_port
 
 REDIRECT = "http://127.0.0.1:9/cb"
 API = "http://127.0.0.1:8000/mcp"
@@ -236,3 +240,23 @@ def test_demo_users_have_their_roles(auth_server: FakeAuth0) -> None:
     assert "espocrm:cases:write" in users["carol"].scopes
     assert "espocrm:contacts:write" not in users["carol"].scopes
     assert "espocrm:admin" in users["admin"].scopes
+
+
+def test_runs_standalone_on_a_port() -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fakes.auth0", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
+        url = f"http://127.0.0.1:{port}/.well-known/openid-configuration"
+        for _ in range(100):
+            try:
+                document = requests.get(url, timeout=2).json()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        assert document["issuer"] == f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()

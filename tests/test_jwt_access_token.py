@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,8 +37,53 @@ class CrmSpy:
         return _call
 
 
+class CountingKeys:
+    """Wraps the app's key source to prove which tokens never reached a key lookup."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lookups = 0
+
+    def get_key(self, kid: str) -> Any:
+        self.lookups += 1
+        return self.inner.get_key(kid)
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[FakeAuth0]:
+    """One tenant for the module (overrides the plugin's); reset before every test."""
+    server = FakeAuth0().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tenant(auth_server: FakeAuth0) -> None:
+    auth_server.reset()
+
+
+@pytest.fixture(scope="module")
+def shared_app(auth_server: FakeAuth0, tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    """Stateless attack tests share one app (building one costs most of a test's time)."""
+    settings = Settings(_env_file=None, auth_issuer=auth_server.url,  # type: ignore[call-arg]
+                        data_dir=tmp_path_factory.mktemp("jwt"), rate_limit_per_minute=0)
+    app = create_app(settings)
+    validator = app.extensions["espomcp"].authenticator.validator
+    validator.keys = CountingKeys(validator.keys)
+    return app
+
+
 @pytest.fixture
-def app(auth_settings: Callable[..., Settings]) -> Flask:
+def app(shared_app: Flask) -> Flask:
+    svc = shared_app.extensions["espomcp"]
+    svc.crm = CrmSpy()
+    svc.authenticator.validator.keys.lookups = 0
+    return shared_app
+
+
+@pytest.fixture
+def fresh_app(auth_settings: Callable[..., Settings]) -> Flask:
+    """An app with a cold JWKS cache, for tests about fetching and rotation."""
     app = create_app(auth_settings())
     app.extensions["espomcp"].crm = CrmSpy()
     return app
@@ -47,6 +92,11 @@ def app(auth_settings: Callable[..., Settings]) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def fresh_client(fresh_app: Flask) -> FlaskClient:
+    return fresh_app.test_client()
 
 
 def call(client: FlaskClient, authorization: str | None, url: str = "/mcp") -> Any:
@@ -114,6 +164,8 @@ def test_token_attack_is_rejected(app: Flask, client: FlaskClient, auth_server: 
         del overrides["kid"]
     token = auth_server.backend.mint("alice", **overrides)
     assert_invalid_token(call(client, f"Bearer {token}"), app, fragment)
+    if fragment in ("algorithm", "crit", "type") or "header" in overrides:
+        assert app.extensions["espomcp"].authenticator.validator.keys.lookups == 0
 
 
 @pytest.mark.parametrize("token", ["2YotnFZFEjr1zCsicMWpAA", "a.b.c", "x" * 20000,
@@ -182,8 +234,9 @@ def test_valid_token_is_accepted_with_scopes_from_all_claims(
     assert call(client, f"Bearer {token}").status_code == 200
 
 
-def test_expiry_and_leeway_follow_the_clock(app: Flask, client: FlaskClient,
+def test_expiry_and_leeway_follow_the_clock(fresh_app: Flask, fresh_client: FlaskClient,
                                             mint_token: Callable[..., str]) -> None:
+    app, client = fresh_app, fresh_client
     start = time.time()
     with freeze_time(_at(start)) as clock:
         token = mint_token("alice", ttl=60)
@@ -195,9 +248,10 @@ def test_expiry_and_leeway_follow_the_clock(app: Flask, client: FlaskClient,
 
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
-def test_not_yet_valid_tokens_follow_the_clock(app: Flask, client: FlaskClient,
+def test_not_yet_valid_tokens_follow_the_clock(fresh_app: Flask, fresh_client: FlaskClient,
                                                mint_token: Callable[..., str],
                                                claim: str) -> None:
+    app, client = fresh_app, fresh_client
     start = int(time.time())
     with freeze_time(_at(start)) as clock:
         token = mint_token("alice", **{claim: start + 120})
@@ -206,8 +260,9 @@ def test_not_yet_valid_tokens_follow_the_clock(app: Flask, client: FlaskClient,
         assert call(client, f"Bearer {token}").status_code == 200
 
 
-def test_rotation_works_without_restart(app: Flask, client: FlaskClient,
+def test_rotation_works_without_restart(fresh_app: Flask, fresh_client: FlaskClient,
                                         auth_server: FakeAuth0) -> None:
+    app, client = fresh_app, fresh_client
     start = time.time()
     backend = auth_server.backend
     with freeze_time(_at(start)) as clock:
@@ -227,8 +282,9 @@ def test_rotation_works_without_restart(app: Flask, client: FlaskClient,
                              app, "kid")
 
 
-def test_unknown_kid_flood_refetches_once_per_cooldown(app: Flask, client: FlaskClient,
+def test_unknown_kid_flood_refetches_once_per_cooldown(fresh_app: Flask, fresh_client: FlaskClient,
                                                        auth_server: FakeAuth0) -> None:
+    app, client = fresh_app, fresh_client
     start = time.time()
     backend = auth_server.backend
     with freeze_time(_at(start)) as clock:
@@ -245,7 +301,8 @@ def test_unknown_kid_flood_refetches_once_per_cooldown(app: Flask, client: Flask
 
 
 def test_jwks_down_keeps_cached_keys_and_fails_closed_for_new_ones(
-        app: Flask, client: FlaskClient, auth_server: FakeAuth0) -> None:
+        fresh_app: Flask, fresh_client: FlaskClient, auth_server: FakeAuth0) -> None:
+    app, client = fresh_app, fresh_client
     start = time.time()
     backend = auth_server.backend
     with freeze_time(_at(start)) as clock:
@@ -261,8 +318,9 @@ def test_jwks_down_keeps_cached_keys_and_fails_closed_for_new_ones(
         assert call(client, f"Bearer {backend.mint('alice')}").status_code == 200
 
 
-def test_first_jwks_fetch_failing_fails_closed(app: Flask, client: FlaskClient,
+def test_first_jwks_fetch_failing_fails_closed(fresh_app: Flask, fresh_client: FlaskClient,
                                                auth_server: FakeAuth0) -> None:
+    app, client = fresh_app, fresh_client
     auth_server.backend.jwks_down = True
     assert_invalid_token(call(client, f"Bearer {auth_server.backend.mint('alice')}"), app, "kid")
 

@@ -319,7 +319,7 @@ class Auth0Backend:
                                      aud=self._audience_claim(grant.audience, scopes),
                                      azp=client.client_id)
         else:  # Auth0 issues opaque tokens when no API is named
-            access_token = secrets.token_urlsafe(32)
+            access_token = self.opaque_token()
         answer: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer",
                                   "expires_in": self.access_token_ttl,
                                   "scope": " ".join(scopes)}
@@ -397,6 +397,11 @@ class Auth0Backend:
             mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
             return signing_input + "." + _b64(mac)
         raise ValueError(f"mint supports RS256, none and HS256, not {alg}")
+
+    @staticmethod
+    def opaque_token() -> str:
+        """What Auth0 hands out when no API is named: not a JWT at all."""
+        return secrets.token_urlsafe(32)
 
     def verify(self, token: str) -> dict[str, Any]:
         """Verify one of our own access tokens (``/userinfo``); raise ``ValueError``."""
