@@ -191,6 +191,12 @@ def test_refresh_tokens_rotate(tenant: FlaskClient) -> None:
     reused = tenant.post("/oauth/token", data={"grant_type": "refresh_token",
                                                "refresh_token": first, "client_id": client_id})
     assert reused.status_code == 403 and reused.get_json()["error"] == "invalid_grant"
+    second = refreshed.get_json()["refresh_token"]
+    assert tenant.post("/oauth/revoke", data={"token": second,
+                                              "client_id": client_id}).status_code == 200
+    revoked = tenant.post("/oauth/token", data={"grant_type": "refresh_token",
+                                                "refresh_token": second, "client_id": client_id})
+    assert revoked.status_code == 403
 
 
 def test_client_credentials(tenant: FlaskClient, auth_server: FakeAuth0) -> None:

@@ -198,6 +198,7 @@ class Auth0Backend:
             "registration_endpoint": base + "oidc/register",
             "jwks_uri": base + ".well-known/jwks.json",
             "userinfo_endpoint": base + "userinfo",
+            "revocation_endpoint": base + "oauth/revoke",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token",
@@ -296,6 +297,13 @@ class Auth0Backend:
             narrowed = [s for s in wanted.split() if s in grant.scopes]
             grant = Grant(grant.client_id, grant.username, narrowed, grant.audience)
         return self.token_response(client, self.users[grant.username], grant)
+
+    def revoke(self, client: Client, token: str) -> None:
+        """RFC 7009: revoke a refresh token of this client (unknown tokens are ignored)."""
+        with self._lock:
+            grant = self.refresh_tokens.get(token)
+            if grant is not None and grant.client_id == client.client_id:
+                del self.refresh_tokens[token]
 
     def client_credentials(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
         audience = form.get("audience") or form.get("resource") or self.default_audience

@@ -130,6 +130,18 @@ def create_app(backend: Auth0Backend) -> Flask:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    @app.post("/oauth/revoke")
+    def revoke() -> Any:
+        form = request.form.to_dict()
+        if not form and request.is_json:
+            form = {k: str(v) for k, v in (request.get_json(silent=True) or {}).items()}
+        backend.record("revoke", form)
+        if not form.get("token"):
+            raise InvalidRequest("Missing required parameter: token")
+        client_id, secret = _client_credentials(form)
+        backend.revoke(backend.client(client_id, secret), form["token"])
+        return Response(status=200)
+
     @app.get("/userinfo")
     def userinfo() -> Any:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
