@@ -281,9 +281,16 @@ def test_status_mapping(espocrm_server, espocrm_client, status, reason, error):
         assert reason in info.value.message
 
 
-def test_access_denied_from_espocrm(espocrm_client):
+def test_access_denied_from_espocrm(espocrm_server, espocrm_client):
     with pytest.raises(AccessDenied, match="Not supported event"):
         espocrm_client.create_webhook("Nope.create", "http://127.0.0.1:9/x")
+    lead = espocrm_client.list_records("Lead", max_size=1).list[0]
+    espocrm_server.fake.hide("Lead", lead["id"])
+    with pytest.raises(AccessDenied, match="No read access"):
+        espocrm_client.get_record("Lead", lead["id"])
+    espocrm_server.fake.deny("Case", "create")
+    with pytest.raises(AccessDenied, match="No create access"):
+        espocrm_client.create_record("Case", {"name": "x"})
 
 
 def test_garbage_timeout_and_connection_errors_are_unavailable(espocrm_server):

@@ -519,6 +519,24 @@ def test_unreachable_webhook_target_is_retried(espocrm_server):
     assert (entry["status"], entry["outcome"]) == (0, "retry")
 
 
+def test_acl_knobs(espocrm_server):
+    leads = listing(espocrm_server, "Lead")
+    hidden = leads["list"][0]["id"]
+    requests.post(f"{espocrm_server.url}/_fake/acl", timeout=5,
+                  json={"deny": {"Case": ["edit", "delete"]}, "hidden": [f"Lead:{hidden}"]})
+    after = listing(espocrm_server, "Lead")
+    assert after["total"] == leads["total"] - 1 and hidden not in [r["id"] for r in after["list"]]
+    for method in ("GET", "PUT", "DELETE"):
+        response = api(espocrm_server, method, f"Lead/{hidden}", json={})
+        assert response.status_code == 403
+    case = next(iter(espocrm_server.state.records["Case"]))
+    response = api(espocrm_server, "PUT", f"Case/{case}", json={"name": "x"})
+    assert (response.status_code, response.headers["X-Status-Reason"]) == (403, "No edit access.")
+    assert api(espocrm_server, "GET", f"Case/{case}").status_code == 200
+    requests.post(f"{espocrm_server.url}/_fake/acl", json={}, timeout=5)
+    assert api(espocrm_server, "GET", f"Lead/{hidden}").status_code == 200
+
+
 # --- faults, persistence, CLI -------------------------------------------------------------
 def test_fault_hooks_over_http(espocrm_server):
     fault = f"{espocrm_server.url}/_fake/fault"

@@ -6,6 +6,8 @@ Test/admin hooks under ``/_fake`` (no auth, never faulted):
   "delay": s, "status": code, "reason": text}`` — the next ``count`` API requests (default: all) misbehave:
   ``down`` = 503 (maintenance), ``500`` = 500, ``status`` = that status, ``garbage`` = 200 with
   a non-JSON body, ``slow`` = answer after ``delay`` seconds.
+- ``POST /_fake/acl`` ``{"deny": {"Lead": ["read", "edit"]}, "hidden": ["Lead:<id>"]}`` —
+  the API users' ACL: 403 ``No <action> access.``; hidden records 403 and absent from lists.
 - ``GET /_fake/requests`` (the request log), ``DELETE /_fake/requests`` (clear it).
 - ``POST /_fake/ui`` ``{"user": userName, "action": "create"|"update"|"delete", "entityType",
   "id", "data"}`` — a person changing data in EspoCRM's UI (stream notes, webhook events).
@@ -57,6 +59,15 @@ def create_app(state: EspoState, sender: WebhookSender | None = None) -> Flask:
             else:
                 return jsonify(error=f"mode must be one of {FAULT_MODES} or off"), 400
         return jsonify(fault=state.fault)
+
+    @app.post("/_fake/acl")
+    def _acl() -> Any:
+        body = request.get_json(force=True, silent=True) or {}
+        with state.lock:
+            state.denied = {e: set(a) for e, a in (body.get("deny") or {}).items()}
+            state.hidden = set(body.get("hidden") or [])
+        return jsonify(deny={e: sorted(a) for e, a in state.denied.items()},
+                       hidden=sorted(state.hidden))
 
     @app.route("/_fake/requests", methods=["GET", "DELETE"])
     def _requests() -> Any:
@@ -139,6 +150,16 @@ class FakeEspoCRM:
         """Logged ``/api/v1`` requests whose resource path starts with ``prefix``."""
         with self.state.lock:
             return [r for r in self.state.request_log if r["path"].startswith(prefix)]
+
+    def deny(self, entity_type: str, *actions: str) -> None:
+        """API users lose ``actions`` (create/read/edit/delete) on ``entity_type`` (403)."""
+        with self.state.lock:
+            self.state.denied.setdefault(entity_type, set()).update(actions)
+
+    def hide(self, entity_type: str, record_id: str) -> None:
+        """API users may not access this record: 403 on it, absent from lists."""
+        with self.state.lock:
+            self.state.hidden.add(f"{entity_type}:{record_id}")
 
     def set_fault(self, mode: str, *, count: int | None = None, delay: float = 2.0,
                   status: int = 500, reason: str = "Error") -> None:

@@ -49,6 +49,10 @@ class EspoState:
         self.request_log: list[Record] = []
         self.deliveries: list[Record] = []
         self.fault: Record | None = None
+        # ACL knobs for the API users (not persisted): entity type -> denied actions
+        # (create/read/edit/delete), and "Entity:id" records they may not access at all.
+        self.denied: dict[str, set[str]] = {}
+        self.hidden: set[str] = set()
         self.webhook_retry_period = 600.0
         self.webhook_max_attempts = 4
         self.autosave = True
@@ -185,7 +189,7 @@ class EspoState:
              ids: set[str] | None = None) -> tuple[int, list[Record]]:
         """Apply EspoCRM list params (already decoded) → (total, page of rendered records)."""
         rows = [self.render(entity_type, r) for r in self.table(entity_type).values()
-                if ids is None or r["id"] in ids]
+                if (ids is None or r["id"] in ids) and f"{entity_type}:{r['id']}" not in self.hidden]
         preds = []
         if params.get("where"):
             preds.append(query.WhereCompiler(entity_type, self).compile(params["where"]))
