@@ -138,6 +138,11 @@ def test_admin_finds_explains_and_changes_access(page: Page, console: Console) -
     expect(page.locator("table.tuples")).to_contain_text("member")
     expect(page.locator("p.hint")).to_contain_text("alice")
     shot(page, "02-relationships-alice")
+    page.get_by_role("link", name="Clear").click()
+    page.get_by_label("Team", exact=True).fill("Sales")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("table.tuples")).to_contain_text(f"user:{alice}")
+    expect(page.locator("table.tuples tbody tr").first).to_contain_text("Sales")
 
     # Access check with explanation: alice reads her own contact
     own = contact_of(console, "alice")
@@ -158,6 +163,8 @@ def test_admin_finds_explains_and_changes_access(page: Page, console: Console) -
     page.get_by_role("button", name="Check").click()
     expect(page.locator("#verdict")).to_contain_text("No")
     expect(page.locator("ul.reasons li").first).to_be_visible()
+    page.get_by_text("Full evaluation tree").click()
+    expect(page.locator("ul.tree li").first).to_contain_text("can_read on contact:")
     shot(page, "04-check-denied")
 
     # Add carol as collaborator, through the confirmation step

@@ -48,6 +48,23 @@ class Directory:
             return check_user(f"user:{text}", field)  # a bare EspoCRM id
         raise InputError(f"no EspoCRM user is called {text!r}; type user:<EspoCRM id> instead")
 
+    def resolve_team(self, text: str) -> str:
+        """A team id from ``team:ID``, an id, or a team name (``Sales``) known to EspoCRM."""
+        text = text.strip().removeprefix("team:")
+        if self.crm is not None and "team" in self.by_fga_type and text:
+            try:
+                page = self.crm.list_records(
+                    "Team", where=[{"type": "equals", "attribute": "name", "value": text}],
+                    select=["id", "name"], max_size=2)
+            except Exception as exc:  # fall back to reading the text as an id
+                log.warning("team lookup failed: %s", type(exc).__name__)
+            else:
+                if len(page.list) == 1:
+                    return str(page.list[0]["id"])
+        if not text or len(text) > 100 or any(c in text for c in ":#* "):
+            raise InputError("team must be a team name or id (or team:ID)")
+        return text
+
     def _find_user(self, attribute: str, value: str) -> str | None:
         if self.crm is None or "user" not in self.by_fga_type:
             return None

@@ -70,6 +70,7 @@ def relation_table(model: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"name": name, "definition": rewrite_text(rw, allowed),
                          "direct": _has_direct(rw),
                          "permission": name.startswith("can_")})
+        rows.sort(key=lambda r: r["permission"])  # stored relations first, then permissions
         out.append({"type": td["type"], "relations": rows})
     return out
 

@@ -4,9 +4,10 @@ sync health. Each is a thin view over a service; the logic lives with the servic
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import request
@@ -14,7 +15,7 @@ from flask import request
 from espomcp.admin.relationships import model_relations, model_types
 from espomcp.admin.tuples_query import InputError, check_object, check_relation
 from espomcp.admin.web import bp, console, page_number, page_size, render, services
-from espomcp.fga.explain import explain
+from espomcp.fga.explain import Node, explain
 
 log = logging.getLogger("espomcp.admin")
 LIST_OBJECTS_TTL = 30.0
@@ -38,6 +39,22 @@ def labeler(values: list[str]) -> Callable[[str], str]:
     return label
 
 
+FGA_TOKEN = re.compile(r"(?<![\w:])([a-z][a-z0-9_]*:[^\s#,()]+)")
+
+
+def tree_texts(node: Node) -> Iterator[str]:
+    yield node.label
+    yield node.detail
+    for child in node.children:
+        yield from tree_texts(child)
+
+
+def text_labeler(texts: list[str]) -> Callable[[str], str]:
+    """Replace every ``type:id`` inside free text by its label (see ``labeler``)."""
+    label = labeler(sorted({m for t in texts for m in FGA_TOKEN.findall(t)}))
+    return lambda text: FGA_TOKEN.sub(lambda m: label(m.group(1)), text)
+
+
 @bp.get("/")
 def home() -> Any:
     svc = services()
@@ -58,7 +75,7 @@ def _health(backend: Any) -> tuple[bool, str]:
 @bp.get("/check")
 def check() -> Any:
     args = request.args
-    result = texts = label = None
+    result = texts = label = label_text = None
     if args.get("user") or args.get("object"):
         user = console().directory.resolve_user(args.get("user", ""))
         relation = check_relation(args.get("relation", "can_read"))
@@ -69,8 +86,9 @@ def check() -> Any:
             h.subject for chain in result.paths for h in chain]
         label = labeler(hop_values)
         texts = result.path_texts(label)
+        label_text = text_labeler([*result.reasons, *tree_texts(result.tree)])
     return render("admin/check.html", form=args, result=result, paths=texts, label=label,
-                  relations=model_relations())
+                  label_text=label_text, relations=model_relations())
 
 
 def _context(raw: str) -> dict[str, Any] | None:

@@ -54,10 +54,8 @@ def model_relations() -> list[str]:
 def filter_from_args(args: Any) -> TupleFilter:
     user = args.get("user", "").strip()
     team = args.get("team", "").strip()
-    if team.startswith("team:"):
-        team = team[5:]
-    if team and (len(team) > 100 or any(c in team for c in ":#* ")):
-        raise InputError("team must be a team id (or team:ID)")
+    if team:
+        team = console().directory.resolve_team(team)
     object_type = check_type(args.get("type", ""), model_types())
     object_id = args.get("id", "").strip()
     if object_id:
