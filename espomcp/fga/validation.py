@@ -219,19 +219,24 @@ def _lookup(model: _Model, type_name: str, relation: str) -> dict[str, Any]:
 
 
 def _has_entrypoints(model: _Model, type_name: str, relation: str, rewrite: Mapping[str, Any],
-                     visited: dict[str, set[str]]) -> tuple[bool, bool]:
-    """``hasEntrypoints`` (returns ``(has_entrypoint, loop)``), including its shallow-copy sharing."""
+                     visited: dict[str, dict[str, bool]]) -> tuple[bool, bool]:
+    """OpenFGA's ``hasEntrypoints``: ``(has_entrypoint, loop)``.
+
+    ``visited`` maps type -> relation -> "has a direct entrypoint"; like the Go original it is copied
+    shallowly, so the per-type maps are shared along the walk (this decides some borderline models).
+    """
     seen = dict(visited)
     if type_name in seen:
-        seen[type_name].add(relation)
+        seen[type_name][relation] = False
     else:
-        seen[type_name] = {relation}
+        seen[type_name] = {relation: False}
     if "this" in rewrite:
         for ref in model.restrictions[type_name][relation]:
             if not ref.get("relation") or "wildcard" in ref:
+                seen[type_name][relation] = True
                 return True, False
             target = _lookup(model, ref["type"], ref["relation"])
-            if ref["relation"] in seen.get(ref["type"], ()):
+            if ref["relation"] in seen.get(ref["type"], {}):
                 continue
             if _has_entrypoints(model, ref["type"], ref["relation"], target, seen)[0]:
                 return True, False
@@ -239,15 +244,19 @@ def _has_entrypoints(model: _Model, type_name: str, relation: str, rewrite: Mapp
     if "computedUserset" in rewrite:
         target = rewrite["computedUserset"]["relation"]
         target_rewrite = _lookup(model, type_name, target)
-        if target in seen.get(type_name, ()):
-            return False, True
+        if target in seen.get(type_name, {}):
+            return seen[type_name][target], True
         return _has_entrypoints(model, type_name, target, target_rewrite, seen)
     if "tupleToUserset" in rewrite:
         tupleset = rewrite["tupleToUserset"]["tupleset"]["relation"]
         computed = rewrite["tupleToUserset"]["computedUserset"]["relation"]
         _lookup(model, type_name, tupleset)
         for ref in model.restrictions[type_name][tupleset]:
-            if not model.has(ref["type"], computed) or computed in seen.get(ref["type"], ()):
+            if not model.has(ref["type"], computed):
+                continue
+            if computed in seen.get(ref["type"], {}):
+                if seen[ref["type"]][computed]:
+                    return True, False
                 continue
             target = model.rewrites[ref["type"]][computed]
             if _has_entrypoints(model, ref["type"], computed, target, seen)[0]:
@@ -256,20 +265,19 @@ def _has_entrypoints(model: _Model, type_name: str, relation: str, rewrite: Mapp
     if "union" in rewrite:
         loop = False
         for child in rewrite["union"]["child"]:
-            found, child_loop = _has_entrypoints(model, type_name, relation, child, dict(visited))
+            found, child_loop = _has_entrypoints(model, type_name, relation, child, visited)
             if found:
                 return True, False
             loop = loop or child_loop
         return False, loop
     if "intersection" in rewrite:
         for child in rewrite["intersection"]["child"]:
-            found, child_loop = _has_entrypoints(model, type_name, relation, child, dict(visited))
+            found, child_loop = _has_entrypoints(model, type_name, relation, child, visited)
             if not found:
                 return False, child_loop
         return True, False
-    copy = dict(visited)
     for part in (rewrite["difference"]["base"], rewrite["difference"]["subtract"]):
-        found, loop = _has_entrypoints(model, type_name, relation, part, copy)
+        found, loop = _has_entrypoints(model, type_name, relation, part, visited)
         if not found:
             return False, loop
     return True, False
@@ -284,6 +292,8 @@ def _has_cycle(model: _Model, type_name: str, relation: str, rewrite: Mapping[st
         target = rewrite["computedUserset"]["relation"]
         if f"{type_name}#{target}" in visited:
             return True
+        if not model.has(type_name, target):
+            raise _invalid(f"'{type_name}#{target}' relation is undefined")
         return _has_cycle(model, type_name, target, model.rewrites[type_name][target], copy)
     return any(_has_cycle(model, type_name, relation, child, copy) for child in _children(rewrite))
 
