@@ -243,3 +243,60 @@ def test_model_and_sync_pages_render(admin_app: Flask, admin_login: Any) -> None
     sync = client.get("/admin/sync")
     assert sync.status_code == 200
     assert "Outbox" in sync.get_data(as_text=True) or "Not available" in sync.get_data(as_text=True)
+
+
+def test_fga_outage_is_a_clear_503_and_changes_are_audited_as_errors(admin_app: Flask,
+                                                                     admin_login: Any) -> None:
+    from espomcp.fga.backend import BrokenBackend
+
+    client = admin_app.test_client()
+    admin_login(client)
+    csrf = csrf_of(client)
+    svc = admin_app.extensions["espomcp"]
+    svc.fga = BrokenBackend("embedded", "store file unreadable")
+    for path in ("/admin/relationships", "/admin/check?user=user:a&object=contact:c1",
+                 "/admin/visibility?user=user:a", "/admin/model"):
+        response = client.get(path)
+        assert response.status_code == 503, path
+        assert "Authorization backend unavailable" in response.get_data(as_text=True)
+    response = client.post("/admin/relationships/apply", data={
+        "csrf_token": csrf, "action": "add", "user": "user:alice", "relation": "owner",
+        "object": "contact:c1"})
+    assert response.status_code == 503
+    (event,) = svc.audit.recent(limit=1, layer="admin")
+    assert event["decision"] == "error" and event["reason"] == "FGA backend unavailable"
+    home = client.get("/admin/")
+    assert home.status_code == 200 and "unavailable" in home.get_data(as_text=True)
+
+
+def test_unreachable_issuer_is_a_clear_502(auth_settings: Any) -> None:
+    from espomcp import create_app
+    from fakes.server import free_port
+
+    app = create_app(auth_settings(auth_issuer=f"http://127.0.0.1:{free_port()}/",
+                                   espocrm_api_key="unused"))
+    response = app.test_client().get("/admin/login")
+    assert response.status_code == 502
+    assert "Sign-in service unavailable" in response.get_data(as_text=True)
+
+
+def test_sessions_expire_and_ids_are_stored_hashed(tmp_path: Any) -> None:
+    from espomcp.admin.sessions import SessionStore
+
+    store = SessionStore(tmp_path / "s.sqlite3", "secret")
+    live = store.create({"kind": "admin"}, ttl=60)
+    dead = store.create({"kind": "admin"}, ttl=-1)
+    assert store.load(live) == {"kind": "admin"} and store.load(dead) is None
+    assert store.unsign(store.sign(live)) == live
+    assert store.unsign(store.sign(live) + "x") is None
+    assert SessionStore(tmp_path / "s.sqlite3", "other-secret").unsign(store.sign(live)) is None
+    raw = (tmp_path / "s.sqlite3").read_bytes()
+    assert live.encode() not in raw
+
+
+def test_model_page_shows_store_test_status(admin_app: Flask, admin_login: Any) -> None:
+    client = admin_app.test_client()
+    admin_login(client)
+    html = client.get("/admin/model").get_data(as_text=True)
+    match = re.search(r'id="store-tests">(\d+) / (\d+) passing', html)
+    assert match and match.group(1) == match.group(2) and int(match.group(2)) > 0

@@ -139,7 +139,12 @@ def confirm_relationship() -> Any:
 @bp.post("/relationships/apply")
 def apply_relationship() -> Any:
     action = _action()
-    key = tuple_from_form(request.form)
+    try:
+        key = tuple_from_form(request.form)
+    except FgaUnavailable:
+        _audit({"tool": ACTIONS[action], "layer": "admin", "decision": "error",
+                "reason": "FGA backend unavailable"})
+        raise
     backend = services().fga
     event: dict[str, Any] = {"tool": ACTIONS[action], "layer": "admin",
                              "entity_type": key.object.split(":", 1)[0],
