@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fakes.espocrm.exceptions import BadRequest, Duplicate
-from fakes.espocrm.models import EspoState, Record, now_str
+from fakes.espocrm.ids import now_str
+from fakes.espocrm.models import EspoState, Record
 
 CONVERT_ORDER = ("Account", "Contact", "Opportunity")
 

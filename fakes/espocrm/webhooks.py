@@ -23,7 +23,8 @@ import requests
 
 from fakes.espocrm import entitydefs as defs
 from fakes.espocrm.exceptions import Forbidden, NotFound, ValidationFailure
-from fakes.espocrm.models import EspoState, Record, new_id, now_str
+from fakes.espocrm.ids import new_id, now_str
+from fakes.espocrm.models import EspoState, Record
 
 BATCH = 50
 MAX_PER_USER = 50
