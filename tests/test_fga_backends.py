@@ -346,3 +346,21 @@ def test_conditions_and_context_round_trip(kind: str, fga_settings: Callable[...
         backend.check("user:ann", "viewer", "doc:1")  # missing parameter: an error, not a deny
     keys, _ = backend.read(object="doc:1")
     assert keys[0].condition is not None and keys[0].condition.context == {"until": "2030-01-01T00:00:00Z"}
+
+
+def test_write_chunks_keep_small_writes_atomic() -> None:
+    from espomcp.fga.backend import write_chunks
+
+    w = [TupleKey(f"user:{i}", "owner", "lead:a") for i in range(60)]
+    d = [TupleKey(f"user:{i}", "owner", "lead:b") for i in range(40)]
+    assert list(write_chunks(w, d)) == [(w, d)]
+    big = list(write_chunks(w * 2, d))
+    assert big[0] == ([], d) and [len(c[0]) for c in big[1:]] == [100, 20]
+    assert list(write_chunks([], [])) == []
+
+
+@pytest.mark.parametrize("bad", [("user:a", "owner"), 42, {"user": "user:a"}, ["a", "b", 3]])
+def test_malformed_tuples_are_rejected_before_any_request(fga_backend: FgaBackend, bad: object) -> None:
+    with pytest.raises(FgaError) as info:
+        fga_backend.write([bad])  # type: ignore[list-item]
+    assert info.value.code == 2000
