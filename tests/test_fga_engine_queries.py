@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from espomcp.fga.engine import Engine
+from espomcp.fga.errors import FgaError
 from tests.test_fga_engine import GROUPS, make
 
 LISTS = """
@@ -141,3 +142,18 @@ type doc
             {"name": "doc:1#c", "leaf": {"computed": {"userset": "doc:1#a"}}},
             {"name": "doc:1#c", "leaf": {"computed": {"userset": "doc:1#b"}}}]}},
         "subtract": {"name": "doc:1#c", "leaf": {"computed": {"userset": "doc:1#b"}}}}}
+
+
+def test_list_objects_fails_when_a_condition_cannot_be_evaluated() -> None:
+    engine = make("""
+type doc
+  relations
+    define viewer: [user with small, user]
+condition small(x: int) {
+  x < 10
+}
+""", [{"user": "user:ann", "relation": "viewer", "object": "doc:1", "condition": {"name": "small"}},
+      ("user:ann", "viewer", "doc:2")])
+    with pytest.raises(FgaError) as info:
+        engine.list_objects("user:ann", "viewer", "doc")
+    assert info.value.code == 2000

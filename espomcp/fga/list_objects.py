@@ -5,9 +5,10 @@ direct tuples come from the ``by_user`` index (the user itself, its type's wildc
 userset it belongs to, found recursively), computed usersets and tuple-to-usersets reuse the sets
 of the relations they point to, and union/intersection/exclusion become set algebra. Relations on
 a cycle of the relation graph are solved by fixpoint iteration (least fixpoint = Check's "cycle
-means false"). Where set algebra could disagree with Check — a condition that failed to evaluate,
-an exclusion whose subtract branch meets a cycle — the set is only a superset and each candidate is
-verified with Check.
+means false"). Where set algebra could disagree with Check — an exclusion whose subtract branch
+meets a cycle — the set is only a superset and each candidate is
+verified with Check. Like OpenFGA's reverse expansion, a condition that cannot be evaluated (e.g. a
+missing parameter) fails the whole request (FgaError 2000), even if another path would decide.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from espomcp.fga.check import Checker
-from espomcp.fga.errors import FgaError
 from espomcp.fga.store import Index
 from espomcp.fga.tuples import user_form
 from espomcp.fga.typesystem import (
@@ -150,14 +150,13 @@ class ObjectLister:
         out: set[str] = set()
         exact = True
         for form, user in run.user_keys:
-            exact &= self._collect(run, (user, rdef.name, rdef.type), form, rdef, out)
+            self._collect(run, (user, rdef.name, rdef.type), form, rdef, out)
         for set_type, set_relation in rdef.usersets:
             subjects, sub_exact = self._node(run, (set_type, set_relation))
             exact &= sub_exact
             form = f"{set_type}#{set_relation}"
             for subject in subjects:
-                exact &= self._collect(run, (f"{subject}#{set_relation}", rdef.name, rdef.type), form,
-                                       rdef, out)
+                self._collect(run, (f"{subject}#{set_relation}", rdef.name, rdef.type), form, rdef, out)
         return out, exact
 
     def _ttu(self, run: _Run, rdef: RelationDef, node: Rewrite) -> Result:
@@ -168,13 +167,12 @@ class ObjectLister:
             parents, parent_exact = self._node(run, (parent_type, node.relation))
             exact &= parent_exact
             for parent in parents:
-                exact &= self._collect(run, (parent, node.tupleset, rdef.type), parent_type, tupleset, out)
+                self._collect(run, (parent, node.tupleset, rdef.type), parent_type, tupleset, out)
         return out, exact
 
     def _collect(self, run: _Run, key: tuple[str, str, str], form: str, rdef: RelationDef,
-                 out: set[str]) -> bool:
-        """Add objects of tuples ``key`` valid for ``rdef``; False if a condition failed to evaluate."""
-        exact = True
+                 out: set[str]) -> None:
+        """Add objects of tuples ``key`` valid for ``rdef`` whose condition holds (errors raise)."""
         plain_ok = (form, None) in rdef.allowed
         for index in run.indexes:
             if plain_ok:
@@ -187,10 +185,7 @@ class ObjectLister:
             for obj, item in group.items():
                 if (form, item.condition) not in rdef.allowed:
                     continue
-                try:
-                    if self.checker.conditions.evaluate(item.condition, item.context, run.context):
-                        out.add(obj)
-                except FgaError:
-                    out.add(obj)  # a candidate: Check decides (or reports the error)
-                    exact = False
-        return exact
+                # OpenFGA's reverse expansion fails the whole request when a condition it meets
+                # cannot be evaluated (e.g. a missing parameter), even if other paths decide.
+                if self.checker.conditions.evaluate(item.condition, item.context, run.context):
+                    out.add(obj)

@@ -25,7 +25,7 @@ THIS, COMPUTED, TTU, UNION, INTERSECTION, EXCLUSION = range(6)
 class Rewrite:
     """One node of a relation's userset rewrite (``kind`` is one of the constants above)."""
 
-    __slots__ = ("base", "children", "kind", "relation", "risky", "subtract", "tupleset")
+    __slots__ = ("base", "children", "kind", "may_cycle", "relation", "risky", "subtract", "tupleset")
 
     def __init__(self, kind: int, *, relation: str = "", tupleset: str = "",
                  children: tuple[Rewrite, ...] = (), base: Rewrite | None = None,
@@ -37,6 +37,7 @@ class Rewrite:
         self.base = base
         self.subtract = subtract
         self.risky = False  # exclusion whose subtract can meet a cycle (set algebra is inexact)
+        self.may_cycle = False  # evaluating this subtree can meet a cycle of the relation graph
 
 
 class RelationDef:
@@ -175,22 +176,23 @@ class TypeSystem:
         return out
 
     def _mark_risky_exclusions(self) -> None:
-        """OpenFGA answers false when an exclusion's subtract branch meets a cycle, whatever the
-        set algebra says; mark those exclusions so set-based evaluators verify with Check."""
+        """Mark rewrite nodes that can meet a cycle of the relation graph (``may_cycle``) and the
+        exclusions whose subtract branch can (``risky``): OpenFGA then answers false whatever the
+        set algebra says, so set-based evaluators verify those with Check."""
         for node in self.edges:
             rdef = self.relations[node[0]][node[1]]
             for item in self.walk(rdef.rewrite):
-                if item.kind != EXCLUSION or item.subtract is None:
-                    continue
                 seen: set[tuple[str, str]] = set()
-                todo = list(self._edges(node, item.subtract))
-                while todo and not item.risky:
+                todo = list(self._edges(node, item))
+                while todo and not item.may_cycle:
                     current = todo.pop()
                     if current in seen:
                         continue
                     seen.add(current)
-                    item.risky = current in self.cyclic
+                    item.may_cycle = current in self.cyclic
                     todo.extend(self.edges[current])
+            for item in self.walk(rdef.rewrite):
+                item.risky = item.kind == EXCLUSION and item.subtract is not None and item.subtract.may_cycle
 
     def _cycles(self) -> frozenset:
         """Tarjan SCCs: the relations that lie on a cycle of the relation graph (fills ``scc``)."""
