@@ -595,3 +595,16 @@ def test_runs_as_a_module(tmp_path):
         proc.wait(timeout=10)
         proc.stdout.close()  # type: ignore[union-attr]
     assert (tmp_path / "d.json").exists()
+
+
+def test_api_changes_reach_webhooks_without_skip_own(espocrm_server, receiver):
+    _register(espocrm_server, "Lead.update", f"{receiver.url}/hook", skip_own=False)
+    leads = [r["id"] for r in listing(espocrm_server, "Lead", maxSize=2)["list"]]
+    response = api(espocrm_server, "POST", "MassAction", json={
+        "entityType": "Lead", "action": "update", "params": {"ids": leads},
+        "data": {"title": "Mass"}})
+    assert response.json() == {"count": 2, "ids": leads}
+    espocrm_server.sender.deliver_pending()
+    items = json.loads(receiver.received[0][0])
+    assert sorted(i["id"] for i in items) == sorted(leads)
+    assert all(i["title"] == "Mass" for i in items)
