@@ -20,6 +20,7 @@ from espomcp.espocrm import (
     EspoClient,
     EspoError,
     InvalidInput,
+    ListPage,
     NotFound,
     ServiceAccountError,
     Unavailable,
@@ -172,6 +173,13 @@ def test_paging_above_200_goes_through_iter_records(espocrm_server, espocrm_clie
     sizes = [search_params_of(r)["maxSize"] for r in espocrm_server.requests("/Contact")]
     assert sizes == [200, 200]
     assert list(espocrm_client.iter_records("Contact", page_size=100, text_filter="Bulk7"))
+
+
+def test_iter_records_stops_if_offset_is_ignored(espocrm_client, monkeypatch):
+    rows = [{"id": f"{i:017x}"} for i in range(2)]
+    monkeypatch.setattr(espocrm_client, "_list", lambda path, filters: ListPage(-1, rows))
+    with pytest.raises(Unavailable, match="same page"):
+        list(espocrm_client.iter_records("Lead", page_size=2))
 
 
 # --- records and other operations -----------------------------------------------------

@@ -120,8 +120,13 @@ class EspoClient:
             raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE}.")
         offset = int(filters.pop("offset", 0) or 0)
         filters.pop("max_size", None)
+        previous: list[Any] = []
         while True:
             page = self._list([entity_type], {**filters, "offset": offset, "max_size": page_size})
+            ids = [row.get("id") for row in page.list]
+            if ids and ids == previous:  # a server ignoring offset must not loop forever
+                raise Unavailable("EspoCRM returned the same page twice while paging.")
+            previous = ids
             yield from page.list
             offset += len(page.list)
             if len(page.list) < page_size or (page.total >= 0 and offset >= page.total):
