@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.fga_backends",
     "tests.fixtures.admin",
     "tests.fixtures.espocrm",
+    "tests.fixtures.fga",
 ]
