@@ -194,39 +194,23 @@ class Checker:
     def _check_intersection(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef,
                             obj: str) -> int:
         error: FgaError | None = None
-        for position, child in enumerate(node.children):
+        for child in node.children:
             try:
                 result = self._handlers[child.kind](req, child, rdef, obj)
             except FgaError as exc:
                 error = exc
                 continue
-            if result != TRUE:  # false (or cycle) decides even when another child failed
-                rest = node.children[position + 1:]
-                return CYCLE if result == CYCLE or self._meets_cycle(req, rest, rdef, obj) else FALSE
+            if result != TRUE:
+                return result  # false (or cycle) decides even when another child failed
         if error is not None:
             raise error
         return TRUE
-
-    def _meets_cycle(self, req: ResolutionRequest, nodes: Sequence[Rewrite], rdef: RelationDef,
-                     obj: str) -> bool:
-        """OpenFGA evaluates set operands concurrently and a cycle found in any of them usually
-        wins over a plain false; mirror that for operands that can meet a cycle at all."""
-        for node in nodes:
-            if node.may_cycle:
-                try:
-                    if self._handlers[node.kind](req, node, rdef, obj) == CYCLE:
-                        return True
-                except FgaError:
-                    continue
-        return False
 
     def _check_exclusion(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
         base_error: FgaError | None = None
         assert node.base is not None and node.subtract is not None
         try:
             base = self._handlers[node.base.kind](req, node.base, rdef, obj)
-            if base == FALSE and self._meets_cycle(req, (node.subtract,), rdef, obj):
-                return CYCLE
             if base != TRUE:
                 return base
         except FgaError as exc:
