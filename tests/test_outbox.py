@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -110,6 +109,8 @@ def test_background_drainer_retries_with_backoff_until_it_lands(tmp_path: Path) 
     outbox = Outbox(tmp_path / "o.sqlite3", base_delay=0.05, max_delay=0.2)
     TupleWriter(outbox).apply(backend, [A], [])
     outbox.start_drainer(backend, idle_interval=0.05)
+    thread = outbox._drainer
+    assert thread is not None and thread.is_alive()
     try:
         deadline = time.monotonic() + 5
         while outbox.pending() and outbox.pending()[0].attempts < 2 and time.monotonic() < deadline:
@@ -123,7 +124,7 @@ def test_background_drainer_retries_with_backoff_until_it_lands(tmp_path: Path) 
         assert outbox.depth() == 0 and A in backend.tuples
     finally:
         outbox.stop_drainer()
-    assert not any(t.name == "espomcp-outbox-drainer" for t in threading.enumerate())
+    assert not thread.is_alive()
 
 
 def test_unwritable_outbox_raises_instead_of_dropping(tmp_path: Path) -> None:

@@ -276,8 +276,10 @@ class Outbox:
         return None if row is None else max(0.0, row[0] - time.time())
 
     # --- background drainer ------------------------------------------------------------------
-    def start_drainer(self, backend: Any, *, idle_interval: float = 5.0) -> None:
-        """Start the background thread retrying pending changes (idempotent)."""
+    def start_drainer(self, backend: Any, *, idle_interval: float = 30.0) -> None:
+        """Start the background thread retrying pending changes (idempotent). It sleeps until
+        a change is queued in this process, or ``idle_interval`` passes (to notice changes
+        queued by other processes sharing the file)."""
         if self._drainer is None or not self._drainer.is_alive():
             self._drainer = _Drainer(self, backend, idle_interval)
             self._drainer.start()
@@ -309,11 +311,17 @@ class _Drainer(threading.Thread):
         self.join(timeout)
 
     def run(self) -> None:
+        warned = False
         while not self._stop_event.is_set():
             try:
                 delay = self.outbox.next_attempt_delay()
+                warned = False
             except OutboxError as exc:
-                log.warning("outbox drainer: %s", exc)
+                if not self.outbox.path.parent.is_dir():
+                    return  # the data directory is gone: nothing left to drain
+                if not warned:
+                    log.warning("outbox drainer: %s", exc)
+                    warned = True
                 delay = None
             if delay is None:
                 self._wake_event.wait(self.idle_interval)
