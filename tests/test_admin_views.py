@@ -89,6 +89,7 @@ def test_secure_cookie_on_https(auth_settings: Any) -> None:
 
     app = create_app(auth_settings(public_url="https://crm-mcp.example.com",
                                    espocrm_api_key="unused"))
+    app.extensions["espomcp"].extras["outbox"].stop_drainer()
     response = app.test_client().get("/admin/login")
     assert response.status_code == 302
     assert "Secure" in response.headers["Set-Cookie"]
@@ -275,6 +276,7 @@ def test_unreachable_issuer_is_a_clear_502(auth_settings: Any) -> None:
 
     app = create_app(auth_settings(auth_issuer=f"http://127.0.0.1:{free_port()}/",
                                    espocrm_api_key="unused"))
+    app.extensions["espomcp"].extras["outbox"].stop_drainer()
     response = app.test_client().get("/admin/login")
     assert response.status_code == 502
     assert "Sign-in service unavailable" in response.get_data(as_text=True)
