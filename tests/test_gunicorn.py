@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from fakes.espocrm import DEMO_API_KEY
 from fakes.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ def gunicorn_server(tmp_path: Path, auth_server: Any, espocrm_server: Any) -> It
         "ESPOMCP_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "ESPOMCP_AUTH_ISSUER": auth_server.issuer,
         "ESPOMCP_ESPOCRM_URL": espocrm_server.url,
-        "ESPOMCP_ESPOCRM_API_KEY": espocrm_server.api_key,
+        "ESPOMCP_ESPOCRM_API_KEY": DEMO_API_KEY,
         "ESPOMCP_DATA_DIR": str(tmp_path / "data"),
     })
     proc = subprocess.Popen(

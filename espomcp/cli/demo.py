@@ -1,0 +1,155 @@
+"""``espomcp demo``: the whole chain on one machine with no external service.
+
+Starts the fake Auth0 issuer and the fake EspoCRM (seeded, persisted in the data dir), seeds the
+embedded FGA store from the CRM, registers the CRM webhooks, and serves the MCP server and the
+admin console until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+DEMO_API_KEY = "demo-api-key"
+DEMO_USERS = (
+    ("alice", "sales rep, member of team Sales"),
+    ("bob", "sales manager, manager of team Sales"),
+    ("carol", "support rep, member of team Support"),
+    ("admin", "administrator, every scope incl. espocrm:admin"),
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("demo", help="run the local demo: fake Auth0 + fake EspoCRM + server")
+    parser.add_argument("--host", default="127.0.0.1", help="interface for all three servers")
+    parser.add_argument("--port", type=int, default=8000, help="MCP server port")
+    parser.add_argument("--auth-port", type=int, default=8100, help="fake Auth0 port")
+    parser.add_argument("--crm-port", type=int, default=8200, help="fake EspoCRM port")
+    parser.add_argument("--data-dir", type=Path, default=Path("var/demo"),
+                        help="where the demo keeps its CRM data, FGA store and logs")
+    parser.add_argument("--fresh", action="store_true", help="start from the seed data again")
+    parser.set_defaults(func=run)
+
+
+def demo_environment(args: argparse.Namespace, auth_url: str, crm_url: str) -> dict[str, str]:
+    """The ESPOMCP_* settings the demo server, sync and token commands share."""
+    return {
+        "ESPOMCP_PUBLIC_URL": f"http://{args.host}:{args.port}",
+        "ESPOMCP_AUTH_ISSUER": auth_url,
+        "ESPOMCP_ESPOCRM_URL": crm_url,
+        "ESPOMCP_ESPOCRM_AUTH": "apikey",
+        "ESPOMCP_ESPOCRM_API_KEY": DEMO_API_KEY,
+        "ESPOMCP_DATA_DIR": str(args.data_dir.resolve()),
+        "ESPOMCP_FGA_BACKEND": "embedded",
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from fakes.auth0 import FakeAuth0
+    from fakes.espocrm import FakeEspoCRM
+    from fakes.server import ServerThread
+
+    data_dir: Path = args.data_dir.resolve()
+    if args.fresh and data_dir.exists():
+        import shutil
+
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    mcp_url = f"http://{args.host}:{args.port}/mcp"
+    stopping = threading.Event()
+    started: list[Any] = []
+
+    def stop(*_: object) -> None:
+        stopping.set()
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        auth = FakeAuth0(port=args.auth_port, default_audience=mcp_url).start()
+        started.append(auth)
+        crm = FakeEspoCRM(data_dir / "espocrm.json", api_key=DEMO_API_KEY)
+        crm.state.webhook_retry_period = 30.0
+        crm.start(args.host, args.crm_port)
+        started.append(crm)
+        crm.sender.start(2.0)
+        started.append(crm.sender)
+        os.environ.update(demo_environment(args, auth.url, crm.url))
+
+        from espomcp import create_app
+        from espomcp.settings import load_settings
+
+        settings = load_settings()
+        _seed_permissions()
+        _register_webhooks()
+        app = create_app(settings)
+        server = ServerThread(app, host=args.host, port=args.port).start()
+        started.append(server)
+        print_banner(args, settings.mcp_url, auth.url, crm.url)
+        while not stopping.wait(0.5):
+            pass
+        print("\nespomcp demo: stopping…", flush=True)
+    except OSError as exc:
+        print(f"espomcp demo: could not start: {exc} (is another demo running? try other "
+              "ports with --port/--auth-port/--crm-port)", file=sys.stderr)
+        return 1
+    finally:
+        for item in reversed(started):
+            item.stop()
+    return 0
+
+
+def _seed_permissions() -> None:
+    """Backfill the embedded FGA store from the fake CRM (idempotent; resumes)."""
+    from espomcp.cli import sync
+
+    sync.run(argparse.Namespace(fresh=False, json=False, no_progress=False))
+
+
+def _register_webhooks() -> None:
+    """Let changes made in the CRM reach the FGA store (idempotent)."""
+    from espomcp.espocrm.client import EspoClient
+    from espomcp.settings import load_settings
+    from espomcp.sync import webhooks
+
+    settings = load_settings()
+    client = EspoClient.from_settings(settings)
+    try:
+        rows = webhooks.register_webhooks(client, settings)
+    finally:
+        client.close()
+    print(f"{len(rows)} EspoCRM webhooks point at {webhooks.receiver_url(settings)}", flush=True)
+
+
+def print_banner(args: argparse.Namespace, mcp_url: str, auth_url: str, crm_url: str) -> None:
+    users = "\n".join(f"    {name:<6} {role}" for name, role in DEMO_USERS)
+    print(f"""
+espomcp demo is running.
+
+  MCP server (connect your client here):  {mcp_url}
+  Admin console:                           http://{args.host}:{args.port}/admin
+  Fake Auth0 issuer:                       {auth_url}
+  Fake EspoCRM:                            {crm_url}   (API key {DEMO_API_KEY})
+  Data (CRM, FGA store, audit log):        {args.data_dir}
+
+  Demo users (password: demo):
+{users}
+
+  MCP Inspector:  npx @modelcontextprotocol/inspector  → Transport "Streamable HTTP",
+                  URL {mcp_url}, then "Open Auth Settings" → Quick OAuth Flow, log in as alice.
+  Claude Desktop: Settings → Connectors → Add custom connector → URL {mcp_url}
+  curl / scripts: TOKEN=$(.venv/bin/espomcp token alice); then
+                  curl -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\
+                    -H "Accept: application/json" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}' \\
+                    {mcp_url}
+  More clients: docs/clients.md
+
+Press Ctrl-C to stop.
+""", flush=True)
