@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from espomcp.espocrm.errors import EspoError
     from espomcp.fga.backend import build_backend
     from espomcp.settings import load_settings
-    from espomcp.sync.backfill import Backfill, count_records
+    from espomcp.sync.backfill import RESUME_OVERLAP, Backfill, Checkpoint, count_records
     from espomcp.sync.outbox import Outbox, TupleWriter
     from espomcp.sync.status import SyncStatus
 
@@ -36,14 +36,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     client = EspoClient.from_settings(settings)
     outbox = Outbox.from_settings(settings)
-    total = None
+    total, initial = None, 0
     if not args.no_progress:
+        state = None if args.fresh else Checkpoint(settings.data_dir).load()
+        todo = [t for t in settings.entity_types if not state or t not in state["done"]]
+        if state and state.get("current") in todo:
+            initial = max(0, int(state.get("offset") or 0) - RESUME_OVERLAP)
         try:
-            total = count_records(client, settings.entity_types)
+            total = count_records(client, todo)
         except EspoError as exc:
             print(f"espomcp sync: EspoCRM: {exc.message}", file=sys.stderr)
             return 1
-    with tqdm(total=total, unit="rec", desc="sync", disable=args.no_progress,
+    with tqdm(total=total, initial=initial, unit="rec", desc="sync", disable=args.no_progress,
               file=sys.stderr, dynamic_ncols=True) as bar:
         backfill = Backfill(client, backend, TupleWriter(outbox), settings.data_dir,
                             entity_types=settings.entity_types, progress=bar)
