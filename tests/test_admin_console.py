@@ -178,7 +178,7 @@ def test_admin_finds_explains_and_changes_access(page: Page, console: Console) -
     expect(page.get_by_role("heading", name="Add this relationship?")).to_be_visible()
     shot(page, "06-add-confirm")
     page.get_by_role("button", name="Add relationship").click()
-    expect(page.locator(".flash")).to_contain_text(f"Added user:{carol} collaborator contact:{other}")
+    expect(page.locator(".flash")).to_contain_text(f"Added user:{carol} (carol) collaborator contact:{other}")
     shot(page, "07-added")
 
     # The access change is visible through MCP at once

@@ -51,6 +51,16 @@ def model_relations() -> list[str]:
     return sorted(names)
 
 
+def stored_relations() -> list[str]:
+    """Relations a tuple can be written for (they admit users directly: ``[user, ...]``)."""
+    names: set[str] = set()
+    for td in services().fga.model().get("type_definitions", []):
+        for name, meta in ((td.get("metadata") or {}).get("relations") or {}).items():
+            if (meta or {}).get("directly_related_user_types"):
+                names.add(name)
+    return sorted(names)
+
+
 def filter_from_args(args: Any) -> TupleFilter:
     user = args.get("user", "").strip()
     team = args.get("team", "").strip()
@@ -81,14 +91,14 @@ def relationships() -> Any:
     args = {k: v for k, v in request.args.items() if k not in ("page",)}
     return render("admin/relationships.html", rows=rows, labels=labels, flt=flt,
                   form=request.args, page=page, has_next=bool(next_cursor), args=args,
-                  types=model_types(), relations=model_relations(), size=size)
+                  types=model_types(), relations=stored_relations(), size=size)
 
 
 @bp.get("/relationships/new")
 def new_relationship() -> Any:
     model = services().fga.model()
     return render("admin/relationship_new.html", form=request.args, types=model_types(),
-                  relations=model_relations(), conditions=sorted(model.get("conditions") or {}))
+                  relations=stored_relations(), conditions=sorted(model.get("conditions") or {}))
 
 
 def tuple_from_form(form: Any) -> TupleKey:
@@ -162,7 +172,10 @@ def apply_relationship() -> Any:
         raise
     _audit({**event, "decision": "allow"})
     verb = "Added" if action == "add" else "Removed"
-    flash("ok", f"{verb} {key.user} {key.relation} {key.object}.")
+    names = console().directory.labels([key.user, key.object])
+    who, what = (f" ({names[v.split('#', 1)[0]]})" if v.split("#", 1)[0] in names else ""
+                 for v in (key.user, key.object))
+    flash("ok", f"{verb} {key.user}{who} {key.relation} {key.object}{what}.")
     log.info("admin %s %s tuple %s %s %s", g.admin["sub"], action, key.user, key.relation,
              key.object)
     obj_type, obj_id = key.object.split(":", 1)
