@@ -33,6 +33,7 @@ log = logging.getLogger("espomcp.admin")
 PUBLIC_ENDPOINTS = {"admin.login", "admin.callback", "admin.static", "admin.signed_out"}
 DEFAULT_PAGE_SIZE = 50
 MAX_CURSOR_KEYS = 20
+MAX_PAGES_REMEMBERED = 500  # per listing; beyond it the last remembered page is shown
 
 
 @dataclass
@@ -158,7 +159,7 @@ def cursor_for(key: str, page: int) -> tuple[int, str]:
 def remember_cursor(key: str, page: int, next_cursor: str) -> None:
     all_cursors: dict[str, list[str]] = g.admin.setdefault("cursors", {})
     cursors = all_cursors.pop(key, [""])[:page]
-    if next_cursor:
+    if next_cursor and len(cursors) < MAX_PAGES_REMEMBERED:
         cursors.append(next_cursor)
     all_cursors[key] = cursors
     while len(all_cursors) > MAX_CURSOR_KEYS:
