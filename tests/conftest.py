@@ -1,6 +1,8 @@
 """Shared fixtures live in tests/fixtures/<area>.py, loaded here as plugins."""
 
 pytest_plugins = [
+    "tests.fixtures.world",
+    "tests.fixtures.app",
     "tests.fixtures.servers",
     "tests.fixtures.auth",
     "tests.fixtures.node_tools",
