@@ -175,3 +175,34 @@ def test_app_reports_outbox_depth_on_readyz(tmp_path: Path, fga_settings: Any) -
 class _NoAuth:
     def authenticate(self, authorization: str | None) -> Any:
         raise AssertionError("not used")
+
+
+def test_while_retrying_new_changes_queue_behind_without_a_backend_call(tmp_path: Path) -> None:
+    backend, outbox = MemoryBackend(), Outbox(tmp_path / "o.sqlite3", base_delay=30)
+    writer = TupleWriter(outbox)
+    backend.down = True
+    writer.apply(backend, [A], [])
+    assert outbox.drain(backend).failed and outbox.in_backoff()
+    backend.down = False  # recovered, but the retry is not due yet
+    outcome = writer.apply(backend, [T], [])
+    assert outcome.queued == 1 and backend.calls == [] and outbox.depth() == 2
+    assert outbox.drain(backend).applied == 2 and not outbox.in_backoff()
+    assert writer.apply(backend, [], [T]).applied and backend.tuples == {A}
+
+
+def test_a_second_process_waits_for_the_file_lock(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    script = ("import sys, time; from pathlib import Path; from espomcp.sync.outbox import Outbox;"
+              "o = Outbox(Path(sys.argv[1])); print('ready', flush=True);"
+              "ctx = o.exclusive(); ctx.__enter__(); print(time.time(), flush=True)")
+    with outbox.exclusive():
+        child = subprocess.Popen([sys.executable, "-c", script, str(outbox.path)],
+                                 stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        released = time.time()
+    out, _ = child.communicate(timeout=30)
+    assert float(out) >= released

@@ -11,6 +11,7 @@ table and counted, never retried forever.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import sqlite3
@@ -93,12 +94,13 @@ class WriteOutcome:
 class Outbox:
     """Queue of tuple changes in one SQLite file, safe across threads and processes."""
 
-    def __init__(self, path: Path, *, base_delay: float = 1.0, max_delay: float = 300.0) -> None:
+    def __init__(self, path: Path, *, base_delay: float = 1.0, max_delay: float = 60.0) -> None:
         self.path = Path(path)
         self.base_delay = base_delay
         self.max_delay = max_delay
         # Held while changes travel to the backend, so the drainer and direct writers never
-        # interleave two versions of the same tuple inside this process.
+        # interleave two versions of the same tuple (``exclusive()`` adds the cross-process
+        # file lock for gunicorn workers and the CLI sharing the file).
         self.lock = threading.RLock()
         self._drainer: _Drainer | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,28 @@ class Outbox:
     @classmethod
     def from_settings(cls, settings: Any) -> Outbox:
         return cls(Path(settings.data_dir) / "outbox.sqlite3")
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Only one writer of tuples at a time: this thread, and this process (``flock``)."""
+        with self.lock:
+            try:
+                handle = open(self.path.with_suffix(".lock"), "a+b")  # noqa: SIM115
+            except OSError as exc:
+                raise OutboxError(f"cannot lock the outbox {self.path}: {exc}") from exc
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                yield
+            finally:
+                handle.close()  # releases the flock
+
+    def in_backoff(self) -> bool:
+        """True while the oldest pending change failed recently and waits for its retry:
+        the backend is known to be down, so new changes queue behind it without a try."""
+        with self._connect() as db:
+            row = db.execute("SELECT attempts, next_attempt_at FROM ops ORDER BY seq LIMIT 1"
+                             ).fetchone()
+        return row is not None and row[0] > 0 and row[1] > time.time()
 
     # --- storage ---------------------------------------------------------------------------
     @contextmanager
@@ -205,7 +229,7 @@ class Outbox:
         next retry time bumped); changes rejected as invalid go to the dead-letter table.
         """
         applied = dead = 0
-        with self.lock:
+        with self.exclusive():
             ops = self.pending(limit)
             for start in range(0, len(ops), MAX_KEYS_PER_WRITE):
                 chunk = ops[start:start + MAX_KEYS_PER_WRITE]
@@ -362,7 +386,9 @@ class TupleWriter:
         if not ops:
             return WriteOutcome(True, 0, "nothing to change")
         rejected: list[str] = []
-        with self.outbox.lock:
+        with self.outbox.exclusive():
+            if self.outbox.in_backoff():
+                return self._queue(ops, 0, FgaUnavailable("still retrying earlier changes"), [])
             pos = 0
             while pos < len(ops):
                 chunk = ops[pos:pos + MAX_KEYS_PER_WRITE]
