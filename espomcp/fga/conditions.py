@@ -269,11 +269,11 @@ def _identifier_problems(tree: lark.Tree, params: set[str]) -> list[str]:
                 problems.append(f"undeclared reference to '{name}'")
             return
         if node.data in ("ident_arg", "dot_ident_arg") and str(node.children[0]) not in _FUNCTIONS:
-            problems.append(f"undeclared reference to function '{node.children[0]}'")
+            problems.append(f"undeclared reference to '{node.children[0]}'")
         if node.data == "member_dot_arg":
             method = str(node.children[1])
             if method not in _FUNCTIONS:
-                problems.append(f"undeclared reference to function '{method}'")
+                problems.append(f"undeclared reference to '{method}'")
             if method in _MACROS and len(node.children) > 2 and isinstance(node.children[2], lark.Tree):
                 walk(node.children[0], bound)
                 args = node.children[2].children
@@ -311,6 +311,10 @@ def _sample_value(type_ref: Mapping[str, Any]) -> Any:
     return samples[name]
 
 
+_CEL_TYPE_NAMES = {"IntType": "int", "UintType": "uint", "DoubleType": "double", "StringType": "string",
+                   "BytesType": "bytes", "ListType": "list", "MapType": "map", "NoneType": "null_type",
+                   "TimestampType": "google.protobuf.Timestamp", "DurationType": "google.protobuf.Duration",
+                   "IPAddress": "ipaddress"}
 _ENV_LOCK = threading.Lock()
 _ENV = celpy.Environment()
 
@@ -354,7 +358,8 @@ def compile_condition(name: str, condition: Mapping[str, Any]) -> _Compiled:
     except Exception:
         sample = None
     if sample is not None and not isinstance(sample, celtypes.BoolType):
-        raise invalid(f"expected a bool condition expression output, but got '{type(sample).__name__}'")
+        got = _CEL_TYPE_NAMES.get(type(sample).__name__, type(sample).__name__)
+        raise invalid(f"expected a bool condition expression output, but got '{got}'")
     return _Compiled(name, converters, program)
 
 

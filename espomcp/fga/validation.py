@@ -45,7 +45,8 @@ class _Model:
         self.restrictions: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for index, type_def in enumerate(type_defs):
             self._add_type(index, type_def)
-        conditions = model.get("conditions") or {}
+        conditions = model.get("conditions")
+        conditions = {} if conditions is None else conditions
         if not isinstance(conditions, Mapping):
             raise _invalid("conditions must be an object")
         for name in conditions:
