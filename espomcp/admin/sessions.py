@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -28,15 +29,25 @@ class SessionStore:
     """Create, load, save and delete sessions; thread-safe; expired rows are purged lazily."""
 
     def __init__(self, path: Path | str | None, secret: str) -> None:
-        self._path = str(path) if path else ":memory:"
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL" if path else "PRAGMA journal_mode=MEMORY")
-        self._db.execute("CREATE TABLE IF NOT EXISTS admin_sessions (id TEXT PRIMARY KEY, "
-                         "data TEXT NOT NULL, expires REAL NOT NULL)")
+        self._path = Path(path) if path else None
+        self._db: sqlite3.Connection | None = None
+        self._pid = 0
         self._lock = threading.Lock()
         self._signer = URLSafeSerializer(secret, salt="espomcp-admin-session")
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The connection, opened on first use in each process (safe across a pre-fork)."""
+        if self._db is None or self._pid != os.getpid():
+            if self._path is not None:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self._path or ":memory:"), check_same_thread=False,
+                                 isolation_level=None, timeout=10)
+            db.execute("PRAGMA journal_mode=WAL" if self._path else "PRAGMA journal_mode=MEMORY")
+            db.execute("CREATE TABLE IF NOT EXISTS admin_sessions (id TEXT PRIMARY KEY, "
+                       "data TEXT NOT NULL, expires REAL NOT NULL)")
+            self._db, self._pid = db, os.getpid()
+        return self._db
 
     # --- cookie values ------------------------------------------------------------------
     def sign(self, session_id: str) -> str:
@@ -62,13 +73,13 @@ class SessionStore:
     def save(self, session_id: str, data: dict[str, Any], ttl: float) -> None:
         expires = time.time() + min(ttl, MAX_SESSION_TTL)
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO admin_sessions VALUES (?, ?, ?)",
+            self._conn.execute("INSERT OR REPLACE INTO admin_sessions VALUES (?, ?, ?)",
                              (_digest(session_id), json.dumps(data), expires))
 
     def update(self, session_id: str, data: dict[str, Any]) -> None:
         """Replace the data, keeping the expiry."""
         with self._lock:
-            self._db.execute("UPDATE admin_sessions SET data = ? WHERE id = ?",
+            self._conn.execute("UPDATE admin_sessions SET data = ? WHERE id = ?",
                              (json.dumps(data), _digest(session_id)))
 
     def load(self, session_id: str | None) -> dict[str, Any] | None:
@@ -76,23 +87,25 @@ class SessionStore:
             return None
         now = time.time()
         with self._lock:
-            row = self._db.execute("SELECT data, expires FROM admin_sessions WHERE id = ?",
+            row = self._conn.execute("SELECT data, expires FROM admin_sessions WHERE id = ?",
                                    (_digest(session_id),)).fetchone()
             if row is None:
                 return None
             if row[1] <= now:
-                self._db.execute("DELETE FROM admin_sessions WHERE expires <= ?", (now,))
+                self._conn.execute("DELETE FROM admin_sessions WHERE expires <= ?", (now,))
                 return None
         return json.loads(row[0])
 
     def delete(self, session_id: str | None) -> None:
         if session_id:
             with self._lock:
-                self._db.execute("DELETE FROM admin_sessions WHERE id = ?", (_digest(session_id),))
+                self._conn.execute("DELETE FROM admin_sessions WHERE id = ?", (_digest(session_id),))
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def _digest(session_id: str) -> str:
