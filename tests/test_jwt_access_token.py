@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from freezegun import freeze_time
 
 from espomcp import create_app
+from espomcp.auth.jwks import JwksKeySource, KeyLookupError
 from espomcp.settings import Settings
 from fakes.auth0 import FakeAuth0
 
@@ -329,6 +330,22 @@ def test_symmetric_algorithms_cannot_be_configured(auth_settings: Callable[..., 
                                                    ) -> None:
     with pytest.raises(ValueError, match="asymmetric"):
         auth_settings(auth_algorithms="HS256")
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"keys": "nope"}', b'{"keys": []}',
+                                  b'{"keys": [{"kid": "k", "kty": "oct", "k": "c2VjcmV0"}]}',
+                                  b'{"keys": [' + b'{"kid": "x"},' * 20000 + b'{}]}'],
+                         ids=["garbage", "keys-not-list", "empty", "symmetric-only", "oversized"])
+def test_bad_jwks_documents_fail_closed(serve: Callable[[Any], Any], body: bytes) -> None:
+    def jwks_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    server = serve(jwks_app)
+    keys = JwksKeySource(server.url + "/jwks.json", cooldown_seconds=0)
+    with pytest.raises(KeyLookupError):
+        keys.get_key("k")
+    assert keys.fetch_count == 1 and keys.kids() == []
 
 
 def _at(epoch: float) -> datetime:

@@ -9,6 +9,7 @@ revoked key disappears. Thread-safe; the cache is bounded.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -79,7 +80,7 @@ class JwksKeySource:
         self.fetch_count += 1
         try:
             keys = self._fetch()
-        except (requests.RequestException, ValueError, JoseError) as exc:
+        except Exception as exc:  # whatever went wrong, keep the keys we have (fail closed)
             log.warning("JWKS fetch from %s failed (%s); keeping %d cached keys", self.url,
                         type(exc).__name__, len(self._keys))
             return
@@ -87,12 +88,13 @@ class JwksKeySource:
         self._last_success = time.monotonic()
 
     def _fetch(self) -> dict[str, Key]:
-        response = self._session.get(self.url, timeout=self.timeout_seconds,
-                                     headers={"Accept": "application/json"})
-        response.raise_for_status()
-        if len(response.content) > MAX_JWKS_BYTES:
+        with self._session.get(self.url, timeout=self.timeout_seconds, stream=True,
+                               headers={"Accept": "application/json"}) as response:
+            response.raise_for_status()
+            body = response.raw.read(MAX_JWKS_BYTES + 1, decode_content=True)
+        if len(body) > MAX_JWKS_BYTES:
             raise ValueError("JWKS document too large")
-        document: Any = response.json()
+        document: Any = json.loads(body)
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise ValueError("JWKS document has no keys array")
         keys: dict[str, Key] = {}
