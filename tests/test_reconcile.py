@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from espomcp.fga.tuples import TupleKey
 from espomcp.sync.backfill import Backfill
@@ -90,3 +91,20 @@ def test_fix_with_fga_down_queues(tmp_path: Path) -> None:
 def test_synced_kinds() -> None:
     assert synced_kinds(["Contact", "User"]) == {"contact", "user", "organization"}
     assert synced_kinds(["Contact"]) == {"contact"}
+
+
+def test_reconcile_against_each_real_backend(tmp_path: Path, fga_backend: Any) -> None:
+    records = {**RECORDS, "Contact": [{"id": f"c{i:03d}", "assignedUserId": "alice",
+                                       "accountId": "acme"} for i in range(130)]}
+    client = DictClient(records, MEMBERS)
+    writer = TupleWriter(Outbox(tmp_path / "outbox.sqlite3"))
+    assert Backfill(client, fga_backend, writer, tmp_path, entity_types=TYPES).run().complete
+    report = reconcile(client, fga_backend, writer, TYPES)
+    assert report.in_sync and report.held == 400  # four read pages
+    lost = TupleKey("user:alice", "assignee", "contact:c077")
+    stale = TupleKey("user:alice", "assignee", "contact:c999")
+    fga_backend.write([stale], [lost])
+    report = reconcile(client, fga_backend, writer, TYPES, fix=True)
+    assert report.missing == [lost] and report.stale == [stale] and report.fixed
+    assert fga_backend.check("user:alice", "can_write", "contact:c077")
+    assert reconcile(client, fga_backend, writer, TYPES).in_sync
