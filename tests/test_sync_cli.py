@@ -95,3 +95,12 @@ def test_off_backend_refuses(env: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("ESPOMCP_FGA_BACKEND", "off")
     assert main(["sync"]) == 2 and main(["reconcile"]) == 2
     assert "off" in capsys.readouterr().err
+
+
+def test_unavailable_fga_store_stops_before_any_work(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ESPOMCP_FGA_MODEL_PATH", str(env / "missing-model.json"))
+    assert main(["sync", "--no-progress"]) == 1 and main(["reconcile"]) == 1
+    err = capsys.readouterr().err
+    assert "FGA backend not available" in err and "Traceback" not in err
+    assert not (env / "backfill_checkpoint.json").exists()

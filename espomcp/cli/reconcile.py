@@ -37,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
         print("espomcp reconcile: the FGA backend is off (ESPOMCP_FGA_BACKEND=off); nothing to "
               "reconcile", file=sys.stderr)
         return 2
+    healthy, detail = backend.health()
+    if not healthy:
+        print(f"espomcp reconcile: FGA backend not available: {detail}", file=sys.stderr)
+        return 1
     client = EspoClient.from_settings(settings)
     writer = TupleWriter(Outbox.from_settings(settings))
     status = SyncStatus(settings.data_dir)

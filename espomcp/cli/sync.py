@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
         print("espomcp sync: the FGA backend is off (ESPOMCP_FGA_BACKEND=off); nothing to sync",
               file=sys.stderr)
         return 2
+    healthy, detail = backend.health()
+    if not healthy:
+        print(f"espomcp sync: FGA backend not available: {detail}", file=sys.stderr)
+        return 1
     client = EspoClient.from_settings(settings)
     outbox = Outbox.from_settings(settings)
     total, initial = None, 0
