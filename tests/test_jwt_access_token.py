@@ -13,11 +13,18 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from freezegun import freeze_time
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from espomcp import create_app
+from espomcp.auth.bearer import BearerError
 from espomcp.auth.jwks import JwksKeySource, KeyLookupError
+from espomcp.auth.jwt_access_token import JwtAccessTokenValidator, TokenPolicy
+from espomcp.auth.resource_server import ResourceServer
 from espomcp.settings import Settings
 from fakes.auth0 import FakeAuth0
+from fakes.auth0.models import load_key
 
 AUDIENCE = "http://127.0.0.1:8000/mcp"
 PRM = "http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp"
@@ -350,3 +357,36 @@ def test_bad_jwks_documents_fail_closed(serve: Callable[[Any], Any], body: bytes
 
 def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+class StaticKeys:
+    """The first demo key, without any network."""
+
+    def get_key(self, kid: str) -> Any:
+        if kid != "demo-2026-a":
+            raise KeyLookupError("unknown kid")
+        return load_key(kid)
+
+
+def _segment(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(header=st.one_of(st.binary(max_size=60).map(_segment),
+                        st.dictionaries(st.sampled_from(["alg", "kid", "typ", "crit", "jku"]),
+                                        st.one_of(st.none(), st.integers(), st.text(max_size=8),
+                                                  st.just("RS256"), st.just("demo-2026-a"),
+                                                  st.lists(st.text(max_size=3), max_size=2)))
+                        .map(lambda h: b64(h))),
+       payload=st.one_of(st.binary(max_size=60).map(_segment),
+                         st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5),
+                                         max_size=4).map(lambda c: b64(c))),
+       signature=st.text(alphabet="AZaz09-_=+/.", max_size=40))
+def test_arbitrary_tokens_only_ever_raise_bearer_errors(header: str, payload: str,
+                                                        signature: str) -> None:
+    policy = TokenPolicy(issuer="http://127.0.0.1:1/", audience=AUDIENCE)
+    server = ResourceServer(JwtAccessTokenValidator(policy, StaticKeys()))
+    with pytest.raises(BearerError) as info:
+        server.authenticate(f"Bearer {header}.{payload}.{signature}")
+    assert info.value.error in ("invalid_token", "invalid_request")
