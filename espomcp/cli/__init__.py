@@ -10,7 +10,7 @@ from espomcp import __version__
 from espomcp.settings import ConfigError
 
 # Each module defines ``register(subparsers)``; its parser sets ``func(args) -> int``.
-COMMANDS = ["serve", "demo", "sync", "webhooks", "reconcile", "token", "fga"]
+COMMANDS = ["serve", "demo", "sync", "webhooks", "reconcile", "token", "fga", "init", "doctor"]
 
 
 def build_parser() -> argparse.ArgumentParser:

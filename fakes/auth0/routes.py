@@ -19,6 +19,7 @@ from fakes.auth0.exceptions import (
     UnsupportedGrantType,
     UnsupportedResponseType,
 )
+from fakes.auth0.management import init_app as init_management
 from fakes.auth0.models import Auth0Backend
 
 LOGIN_PAGE = """<!doctype html>
@@ -153,6 +154,7 @@ def create_app(backend: Auth0Backend) -> Flask:
             raise InvalidToken("Invalid access token.") from None
         return jsonify(backend.userinfo(claims["sub"]))
 
+    init_management(app, backend)  # Management API v2 subset (espomcp init auth0)
     return app
 
 
