@@ -18,6 +18,7 @@ from espomcp.admin.oauth import OAuthError
 from espomcp.admin.sessions import COOKIE_NAME, LOGIN_TTL
 from espomcp.admin.web import bp, console, error_page, new_csrf, render, safe_next, services
 from espomcp.auth.bearer import BearerError
+from espomcp.auth.principal import Principal
 from espomcp.auth.scopes import ADMIN_SCOPE
 
 log = logging.getLogger("espomcp.admin")
@@ -75,6 +76,7 @@ def callback() -> Any:
                                        f"{exc.description or exc.error}"), None)
     if ADMIN_SCOPE not in who.scopes:
         log.info("admin console refused for %s: no %s scope", who.sub, ADMIN_SCOPE)
+        _audit(who, "deny", f"{ADMIN_SCOPE} scope missing")
         html, status = render("admin/forbidden.html", 403, who=who.email or who.sub,
                               scope=ADMIN_SCOPE)
         return _with_cookie(make_response(html, status), None)
@@ -85,6 +87,7 @@ def callback() -> Any:
             "scopes": sorted(who.scopes), "exp": exp, "csrf": new_csrf(), "cursors": {}}
     session_id = state.sessions.create(data, ttl)
     log.info("admin console sign-in: %s", who.sub)
+    _audit(who, "allow", "")
     return _with_cookie(redirect(pending.get("next") or url_for("admin.home")), session_id, ttl)
 
 
@@ -98,3 +101,10 @@ def logout() -> Any:
 def signed_out() -> Any:
     html, status = render("admin/signed_out.html", admin=None)
     return html, status
+
+
+def _audit(who: Principal, decision: str, reason: str) -> None:
+    audit = services().audit
+    if audit is not None:
+        audit.record(who, {"tool": "admin.sign_in", "decision": decision, "layer": "admin",
+                           "reason": reason or None})
