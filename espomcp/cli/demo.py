@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         auth = FakeAuth0(port=args.auth_port, default_audience=mcp_url).start()
         started.append(auth)
+        auth.backend.clients["espomcp-admin"].redirect_uris.append(  # admin console, any --port
+            f"http://{args.host}:{args.port}/admin/callback")
         crm = FakeEspoCRM(data_dir / "espocrm.json", api_key=DEMO_API_KEY)
         crm.state.webhook_retry_period = 30.0
         crm.start(args.host, args.crm_port)
