@@ -18,7 +18,6 @@ from espomcp.fga.tuples import TupleKey
 from espomcp.sync.backfill import iter_team_members
 from espomcp.sync.mapping import (
     ORGANIZATION,
-    attributes_for,
     diff,
     fga_type,
     is_managed,
@@ -72,8 +71,8 @@ def desired_for(client: Any, entity_type: str, record_id: str) -> set[TupleKey] 
         if fga_type(entity_type) == "team":
             team = client.get_record("Team", record_id)
             return tuples_for_team(team, iter_team_members(client, record_id))
-        select = None if fga_type(entity_type) == "user" else attributes_for(entity_type)
-        record = client.get_record(entity_type, record_id, select=select)
+        # the full record, exactly as tools see it (they map the same way)
+        record = client.get_record(entity_type, record_id)
     except (NotFound, AccessDenied):
         # Gone, or hidden from the service account (then no tool can reach it either):
         # fail closed and grant nothing.
