@@ -68,7 +68,7 @@ def test_tools_list_is_portable_and_annotated(node_tools: NodeTools, mcp_url: st
     assert tools["search_records"]["annotations"]["readOnlyHint"] is True
 
 
-@pytest.mark.parametrize("era", ERAS)
+@pytest.mark.parametrize("era", [*ERAS, "auto"])
 def test_whoami_answers_for_the_token_holder(node_tools: NodeTools, mcp_url: str,
                                              bearer: Callable[[str], str], era: str) -> None:
     done = inspect(node_tools, mcp_url, "--protocol-era", era, "--method", "tools/call",
