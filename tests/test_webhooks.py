@@ -237,3 +237,16 @@ def test_espocrm_down_asks_for_a_retry_and_the_retry_applies(world: World, espoc
         requests.post(f"{world.crm_url}/_fake/fault", json={"mode": "off"}, timeout=10)
     assert world.post(body, headers).status_code == 200  # EspoCRM's retry is not a replay
     assert world.assignees("Contact", contact) == {f"user:{carol}"}
+
+
+def test_event_budget_keeps_the_essential_events() -> None:
+    default = webhooks.planned_events(["Account", "Contact", "Lead", "Opportunity", "Case",
+                                       "Meeting", "Call", "Task", "User", "Team"])
+    assert len(default) == 47 and "Team.fieldUpdate.teams" not in default
+    assert "User.fieldUpdate.teams" in default and "Task.fieldUpdate.assignedUser" in default
+    many = [f"Type{i}" for i in range(20)]
+    assert webhooks.planned_events(many) == []  # unknown to the model: nothing to sync
+    wide = ["User", "Team", "Account", "Contact", "Lead", "Opportunity", "Case", "Meeting",
+            "Call", "Task"]
+    planned = webhooks.planned_events(wide, budget=32)
+    assert len(planned) == 32 and all(".fieldUpdate." not in e for e in planned[:30])

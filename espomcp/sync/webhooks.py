@@ -51,14 +51,19 @@ _EVENT = re.compile(r"^([A-Z][A-Za-z0-9]*)\.(create|update|delete|fieldUpdate)(?
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
-def planned_events(entity_types: list[str], budget: int = MAX_WEBHOOKS) -> list[str]:
-    """The events to register: create/update/delete first (``update`` already reports every
-    change), then field events while the budget allows."""
+def wanted_events(entity_types: list[str]) -> list[str]:
+    """Every event worth a webhook, most important first: create/update/delete (``update``
+    already reports every change), then the dedicated field events."""
     types = sync_entity_types(entity_types)
     events = [f"{t}.{action}" for t in types for action in ("create", "update", "delete")]
     fields = [f"{t}.fieldUpdate.{f}" for t in types for f in FIELD_EVENTS
               if not (t == "Team" or (t == "User" and f == "assignedUser"))]
-    return (events + fields)[:budget]
+    return events + fields
+
+
+def planned_events(entity_types: list[str], budget: int = MAX_WEBHOOKS) -> list[str]:
+    """The events registered: ``wanted_events`` cut to EspoCRM's per-user budget."""
+    return wanted_events(entity_types)[:budget]
 
 
 def receiver_url(settings: Any) -> str:
@@ -122,6 +127,10 @@ def register_webhooks(client: Any, settings: Any) -> list[dict[str, Any]]:
         created = client.create_webhook(event, url, skip_own=True)
         secrets.put(created["id"], created["secretKey"], event, url)
         rows.append({"event": event, "id": created["id"], "status": "created"})
+    for event in wanted_events(settings.entity_types)[MAX_WEBHOOKS:]:
+        log.warning("webhook for %s not registered: EspoCRM allows %d per API user; "
+                    "run reconcile on a schedule", event, MAX_WEBHOOKS)
+        rows.append({"event": event, "id": "", "status": f"skipped (limit {MAX_WEBHOOKS})"})
     return rows
 
 
