@@ -18,7 +18,7 @@ from espomcp.metrics import Metrics
 from espomcp.metrics import bp as metrics_bp
 from espomcp.ratelimit import RateLimiter
 from espomcp.services import Authenticator, Services
-from espomcp.settings import Settings, load_settings
+from espomcp.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("espomcp.request")
 
@@ -74,6 +74,7 @@ def _init_fga(svc: Services) -> None:
 
     svc.fga = build_backend(svc.settings)
     svc.readiness["fga"] = svc.fga.health
+    _require_model_relations(svc)
     outbox = Outbox.from_settings(svc.settings)
     svc.outbox = TupleWriter(outbox)
     svc.extras["outbox"] = outbox
@@ -92,6 +93,26 @@ def _init_identity(svc: Services) -> None:
         return cached(principal) if cached is not None else None
 
     svc.audit = AuditLog.from_settings(svc.settings, user_id_of=user_id_of)
+
+
+def _require_model_relations(svc: Services) -> None:
+    """Refuse to start when the model lacks a relation a tool needs (fail closed, loudly)."""
+    from espomcp.fga.errors import FgaError, FgaUnavailable
+    from espomcp.fga.requirements import missing_relations
+
+    if not getattr(svc.fga, "enforcing", True):
+        return
+    try:
+        model = svc.fga.model()
+    except (FgaUnavailable, FgaError) as exc:
+        log.error("cannot read the FGA model at start-up (%s); every decision is denied "
+                  "until the backend answers", exc)
+        return
+    missing = missing_relations(model, svc.settings.entity_types)
+    if missing:
+        raise ConfigError("the FGA authorization model lacks relations the tools need: "
+                          + ", ".join(missing) + " (fix fga/model.fga or "
+                          "ESPOMCP_ENTITY_TYPES)")
 
 
 def _install_request_log(app: Flask) -> None:

@@ -66,3 +66,24 @@ def test_configuration_reference_is_current():
     proc = subprocess.run([sys.executable, "scripts/gen_config_doc.py", "--check"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_server_refuses_to_start_when_model_lacks_a_relation(tmp_path):
+    import json
+
+    from espomcp import create_app
+    from espomcp.settings import Settings
+
+    model = json.loads((ROOT / "fga" / "model.json").read_text())
+    for td in model["type_definitions"]:
+        if td["type"] == "contact":
+            del td["relations"]["can_assign"]
+            td["metadata"]["relations"].pop("can_assign", None)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model))
+    settings = Settings(_env_file=None, data_dir=tmp_path / "d", fga_model_path=path)
+    with pytest.raises(ConfigError, match="contact#can_assign"):
+        create_app(settings)
+    narrowed = Settings(_env_file=None, data_dir=tmp_path / "e", fga_model_path=path,
+                        entity_types=["Account", "User"])
+    assert create_app(narrowed).extensions["espomcp"].fga.health()[0]
