@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Action = Literal["create", "update", "unchanged", "skipped"]
+Action = Literal["create", "update", "unchanged", "skipped", "passed", "failed"]
 
 
 class ProvisionError(Exception):
