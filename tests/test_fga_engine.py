@@ -313,3 +313,18 @@ type doc
 """, [*tuples, ("user:ann", "viewer", "doc:1")])
     assert engine.check("user:ann", "viewer", "doc:1") is expected
     assert engine.list_objects("user:ann", "viewer", "doc") == (["doc:1"] if expected else [])
+
+
+def test_immediate_cycle_in_an_operand_beats_a_plain_false() -> None:
+    # OpenFGA evaluates operands concurrently: a cycle found without reading tuples arrives first
+    engine = make("""
+type doc
+  relations
+    define r0: [user, user:*] but not r1
+    define r1: [user, doc#r2]
+    define r2: [user] and r0
+""", [("user:*", "r0", "doc:1"), ("doc:1#r2", "r1", "doc:1"), ("user:*", "r0", "doc:2")])
+    assert not engine.check("user:ann", "r0", "doc:1")
+    assert not engine.check("user:*", "r0", "doc:1")
+    assert engine.check("user:ann", "r0", "doc:2")
+    assert engine.list_objects("user:ann", "r0", "doc") == ["doc:2"]

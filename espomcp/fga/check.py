@@ -37,13 +37,15 @@ class ResolutionRequest:
     """State of one top-level request: the (fixed) query user, tuple sources, context, depth and the
     keys on the current resolution path."""
 
-    __slots__ = ("concrete", "context", "depth", "form", "indexes", "user", "visited", "wildcard")
+    __slots__ = ("candidates", "concrete", "context", "depth", "form", "indexes", "user", "visited",
+                 "wildcard")
 
     def __init__(self, user: str, indexes: Sequence[Index], context: dict[str, Any] | None) -> None:
         self.user = user
         self.form = user_form(user)
         self.concrete = ":" not in self.form and "#" not in self.form
         self.wildcard = self.form + ":*"
+        self.candidates = (user, self.wildcard) if self.concrete else (user,)
         self.indexes = indexes
         self.context = context or {}
         self.depth = 0
@@ -79,13 +81,15 @@ class Checker:
         user = req.user
         if "#" in user and user == f"{obj}#{relation}":
             return TRUE
-        key = (obj, relation)
         type_name = obj.partition(":")[0]
+        rdef = self.ts.relations[type_name][relation]
+        if rdef.leaf:  # only direct tuples of plain users: nothing to recurse into, no cycle possible
+            return self._check_direct(req, rdef.rewrite, rdef, obj)
+        key = (obj, relation)
         if key in req.visited:
             if (type_name, relation) in self.ts.recursive and "#" not in user:
                 return FALSE  # OpenFGA's recursive resolvers see no cycle (typesystem._simple_recursive)
             return CYCLE
-        rdef = self.ts.relations[type_name][relation]
         req.visited.add(key)
         req.depth += 1
         try:
@@ -104,7 +108,7 @@ class Checker:
         relation, allowed = rdef.name, rdef.allowed
         error: FgaError | None = None
         cycle = False
-        candidates = [req.user, req.wildcard] if req.concrete else [req.user]
+        candidates = req.candidates
         for index in req.indexes:
             group = index.by_object.get((obj, relation))
             if not group:
@@ -194,23 +198,55 @@ class Checker:
     def _check_intersection(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef,
                             obj: str) -> int:
         error: FgaError | None = None
-        for child in node.children:
+        for position, child in enumerate(node.children):
             try:
                 result = self._handlers[child.kind](req, child, rdef, obj)
             except FgaError as exc:
                 error = exc
                 continue
-            if result != TRUE:
-                return result  # false (or cycle) decides even when another child failed
+            if result != TRUE:  # false (or cycle) decides even when another child failed
+                rest = node.children[position + 1:]
+                if result == FALSE and any(c.may_cycle and self._cycle_probe(req, c, rdef, obj)
+                                           for c in rest):
+                    return CYCLE
+                return result
         if error is not None:
             raise error
         return TRUE
+
+    def _cycle_probe(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> bool:
+        """Would ``node`` hit the current path within one dispatch? OpenFGA evaluates set operands
+        concurrently, and such an immediate cycle (no tuple reads behind it) beats a plain false."""
+        kind = node.kind
+        if kind in (UNION, INTERSECTION):
+            return any(self._cycle_probe(req, child, rdef, obj) for child in node.children)
+        if kind == EXCLUSION:
+            assert node.base is not None and node.subtract is not None
+            return (self._cycle_probe(req, node.base, rdef, obj)
+                    or self._cycle_probe(req, node.subtract, rdef, obj))
+        if kind == COMPUTED:
+            targets = [(obj, node.relation)]
+        elif kind == TTU:
+            tupleset = self.ts.relations[rdef.type][node.tupleset]
+            targets = [(parent, node.relation) for index in req.indexes
+                       for parent, item in index.by_object.get((obj, node.tupleset), {}).items()
+                       if (item.form, item.condition) in tupleset.allowed]
+        else:
+            targets = [tuple(user.split("#", 1)) for index in req.indexes
+                       for user, item in index.usersets.get((obj, rdef.name), {}).items()
+                       if (item.form, item.condition) in rdef.allowed]
+        plain_user = "#" not in req.user
+        recursive = self.ts.recursive
+        return any(key in req.visited and not (plain_user and (key[0].partition(":")[0], key[1]) in recursive)
+                   for key in targets)
 
     def _check_exclusion(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
         base_error: FgaError | None = None
         assert node.base is not None and node.subtract is not None
         try:
             base = self._handlers[node.base.kind](req, node.base, rdef, obj)
+            if base == FALSE and node.subtract.may_cycle and self._cycle_probe(req, node.subtract, rdef, obj):
+                return CYCLE
             if base != TRUE:
                 return base
         except FgaError as exc:

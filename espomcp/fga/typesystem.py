@@ -48,7 +48,7 @@ class RelationDef:
     when the relation is used as a tupleset.
     """
 
-    __slots__ = ("allowed", "name", "parent_types", "rewrite", "type", "usersets")
+    __slots__ = ("allowed", "leaf", "name", "parent_types", "rewrite", "type", "usersets")
 
     def __init__(self, type_name: str, name: str, rewrite: Rewrite, restrictions: list[dict]) -> None:
         self.type = type_name
@@ -73,6 +73,7 @@ class RelationDef:
         self.allowed = frozenset(allowed)
         self.usersets = tuple(usersets)
         self.parent_types = tuple(parents)
+        self.leaf = rewrite.kind == THIS and not usersets  # direct tuples only, no recursion
 
     def allows(self, user: str, condition: str | None) -> bool:
         """Whether a tuple with this user and condition name matches a current restriction."""
