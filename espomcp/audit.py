@@ -3,8 +3,9 @@
 Each line says who (``sub``, the mapped EspoCRM ``user_id`` when known, ``client_id``), what
 (``tool``, ``entity_type``, ``record_id``), the ``decision`` (allow/deny/error), the ``layer``
 that decided (auth, scope, fga, crm, validation, tool, server, admin), a ``reason``,
-``duration_ms`` and ``ts``. Tokens and secrets are never written: only whitelisted principal
-fields are read and secret-looking event keys are dropped.
+``duration_ms`` and ``ts``; the who-fields are always present (null if unknown), event fields
+only when known. Tokens and secrets are never written: only whitelisted principal fields are
+read and secret-looking event keys are dropped.
 
 Appends are atomic across threads and processes (one ``write`` of one line under ``flock`` on
 an ``O_APPEND`` descriptor); the file rotates once to ``audit.jsonl.1`` past ``max_bytes``.
@@ -31,7 +32,6 @@ log = logging.getLogger("espomcp.audit")
 
 DECISIONS = ("allow", "deny", "error")
 LAYERS = ("auth", "scope", "fga", "crm", "validation", "tool", "server", "admin")
-FIELDS = ("tool", "entity_type", "record_id", "decision", "layer", "reason", "duration_ms")
 SECRET_WORDS = ("token", "secret", "password", "authorization", "api_key", "apikey", "cookie")
 MAX_TEXT = 500
 BLOCK = 64 * 1024
@@ -76,7 +76,7 @@ class AuditLog:
 
     def build(self, principal: Principal | None, event: dict[str, Any]) -> dict[str, Any]:
         line: dict[str, Any] = {"ts": _iso(time.time()), "sub": None, "user_id": None,
-                                "client_id": None}
+                                "client_id": None}  # who: always present, null if unknown
         if principal is not None:
             line.update(sub=principal.sub, client_id=principal.client_id,
                         email=principal.email)
@@ -85,14 +85,14 @@ class AuditLog:
                     line["user_id"] = self.user_id_of(principal)
                 except Exception:  # a lookup problem must never lose the audit line
                     line["user_id"] = None
-        for name in FIELDS:
-            line[name] = _clean(event.get(name))
         for name, value in event.items():
-            if name in line or name in FIELDS:
+            if name in line or value is None:
                 continue
             if any(word in name.lower() for word in SECRET_WORDS):
                 continue
             line[name] = _clean(value)
+        if "decision" in line:
+            line.setdefault("layer", "tool")  # the dispatcher leaves it out on success
         return line
 
     def _append(self, text: str) -> None:
