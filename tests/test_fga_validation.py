@@ -118,7 +118,10 @@ def test_random_models_get_the_cli_verdict() -> None:
     (lambda m: m["type_definitions"][0].update({"type": "a:b"}), "invalid type name"),
     (lambda m: m.update({"conditions": {"c" * 51: {"name": "c" * 51, "expression": "true"}}}),
      "invalid condition name"),
-], ids=["relation-51", "type-255", "type-colon", "condition-51"])
+    (lambda m: m.update({"conditions": {"cc": {"name": "cc", "expression": " || ".join(["x < 1"] * 100),
+                                               "parameters": {"x": {"type_name": "TYPE_NAME_INT"}}}}}),
+     "at most 512 bytes"),
+], ids=["relation-51", "type-255", "type-colon", "condition-51", "expression-512"])
 def test_write_time_name_rules(mutate: Any, fragment: str) -> None:
     """OpenFGA's request validation (the CLI's model test applies it; model validate does not)."""
     model = parse_dsl(_doc("a: [user]"))

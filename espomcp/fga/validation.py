@@ -19,6 +19,7 @@ from espomcp.fga.errors import INVALID_AUTHORIZATION_MODEL, FgaError
 _TYPE_NAME = re.compile(r"[^:#@\s]{1,254}")
 _RELATION_NAME = re.compile(r"[^:#@\s]{1,50}")
 _CONDITION_NAME = re.compile(r"[^:#@\s]{1,50}")
+MAX_EXPRESSION_BYTES = 512
 _REWRITE_KINDS = ("this", "computedUserset", "tupleToUserset", "union", "intersection", "difference")
 
 
@@ -49,9 +50,13 @@ class _Model:
         conditions = {} if conditions is None else conditions
         if not isinstance(conditions, Mapping):
             raise _invalid("conditions must be an object")
-        for name in conditions:
+        for name, condition in conditions.items():
             if not isinstance(name, str) or not _CONDITION_NAME.fullmatch(name):
                 raise _invalid(f"invalid condition name {name!r}")
+            expression = condition.get("expression") if isinstance(condition, Mapping) else None
+            if isinstance(expression, str) and len(expression.encode()) > MAX_EXPRESSION_BYTES:
+                raise _invalid(f"condition '{name}': the expression must be at most "
+                               f"{MAX_EXPRESSION_BYTES} bytes")
         self.conditions = conditions
 
     def _add_type(self, index: int, type_def: Any) -> None:
