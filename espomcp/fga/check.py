@@ -1,8 +1,8 @@
 """Check: is ``user`` related to ``object`` by ``relation``? (openfga.md §2, OpenFGA graph/check.go).
 
 ``Checker.resolve`` is the dispatch point (depth limit, ``O#R`` self-membership, cycle detection on
-the current path); ``check_rewrite`` switches on the rewrite kind to one function each for direct
-tuples, computed usersets, tuple-to-usersets, union, intersection and exclusion. Results are
+the current path); the ``_handlers`` table is the switch on the rewrite kind, one function each for
+direct tuples, computed usersets, tuple-to-usersets, union, intersection and exclusion. Results are
 ``FALSE``, ``TRUE`` or ``CYCLE`` (false, but a cycle was met: OpenFGA then also makes an enclosing
 intersection or exclusion false). Errors are raised as ``FgaError`` and, like OpenFGA, only surface
 when no other branch decides the answer.
@@ -67,11 +67,12 @@ class Checker:
         """The answer for a validated request (a detected cycle answers false)."""
         return self.resolve(ResolutionRequest(user, indexes, context), relation, obj) == TRUE
 
-    def condition_holds(self, req: ResolutionRequest, item: StoredTuple) -> bool:
-        """Whether a tuple counts: unconditioned, or its condition is true (may raise 2000)."""
+    def condition_holds(self, context: dict[str, Any], item: StoredTuple) -> bool:
+        """Whether a tuple counts: unconditioned, or its condition is true in the request ``context``
+        (the tuple's own context wins on a clash; a missing parameter raises FgaError 2000)."""
         if item.condition is None:
             return True
-        return self.conditions.evaluate(item.condition, item.context, req.context)
+        return self.conditions.evaluate(item.condition, item.context, context)
 
     def resolve(self, req: ResolutionRequest, relation: str, obj: str) -> int:
         """Dispatch one ``(object, relation)`` for the request's user."""
@@ -98,10 +99,6 @@ class Checker:
             req.visited.discard(key)
             req.depth -= 1
 
-    def check_rewrite(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
-        """Evaluate one rewrite node of ``rdef`` on ``obj``."""
-        return self._handlers[node.kind](req, node, rdef, obj)
-
     # -- one function per rewrite kind ------------------------------------------------------
 
     def _check_direct(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
@@ -117,7 +114,7 @@ class Checker:
                 item = group.get(user)
                 if item is not None and (item.form, item.condition) in allowed:
                     try:
-                        if self.condition_holds(req, item):
+                        if self.condition_holds(req.context, item):
                             return TRUE
                     except FgaError as exc:
                         error = exc
@@ -130,7 +127,7 @@ class Checker:
                     if (item.form, item.condition) not in allowed:
                         continue
                     try:
-                        if not self.condition_holds(req, item):
+                        if not self.condition_holds(req.context, item):
                             continue
                         set_object, _, set_relation = user.partition("#")
                         result = self.resolve(req, set_relation, set_object)
@@ -166,7 +163,7 @@ class Checker:
                 if node.relation not in type_rels[item.form]:
                     continue  # parents whose type lacks the relation are skipped, not an error
                 try:
-                    if not self.condition_holds(req, item):
+                    if not self.condition_holds(req.context, item):
                         continue
                     result = self.resolve(req, node.relation, parent)
                 except FgaError as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from espomcp.fga.check import Checker, ResolutionRequest
+from espomcp.fga.check import Checker
 from espomcp.fga.store import Index
 from espomcp.fga.typesystem import (
     COMPUTED,
@@ -29,14 +29,14 @@ from espomcp.fga.typesystem import (
 
 
 class _Run:
-    __slots__ = ("exact", "found", "indexes", "plain", "request", "usersets", "visited")
+    __slots__ = ("context", "exact", "found", "indexes", "plain", "usersets", "visited")
 
     def __init__(self, filters: Sequence[tuple[str, str | None]], indexes: Sequence[Index],
-                 request: ResolutionRequest) -> None:
+                 context: dict[str, Any]) -> None:
         self.plain = {kind for kind, rel in filters if not rel}
         self.usersets = {f"{kind}#{rel}" for kind, rel in filters if rel}
         self.indexes = indexes
-        self.request = request
+        self.context = context
         self.found: set[str] = set()
         self.visited: set[tuple[str, str]] = set()
         self.exact = True
@@ -52,7 +52,7 @@ class UserLister:
     def list_users(self, obj: str, relation: str, filters: Sequence[tuple[str, str | None]],
                    indexes: Sequence[Index], context: dict[str, Any] | None = None) -> list[str]:
         """Subjects (``type:id``, ``type:*``, ``type:id#rel``) having ``relation`` on ``obj``."""
-        run = _Run(filters, indexes, ResolutionRequest(obj, indexes, context))
+        run = _Run(filters, indexes, context or {})
         self._expand(run, obj, relation)
         if run.exact:
             return sorted(run.found)
@@ -91,7 +91,7 @@ class UserLister:
         for user, item in index.by_object.get((obj, relation), {}).items():
             if (item.form, item.condition) not in rdef.allowed:
                 continue
-            if self.checker.condition_holds(run.request, item):
+            if self.checker.condition_holds(run.context, item):
                 out.append(user)
         return out
 
