@@ -171,6 +171,12 @@ def test_crm_down_is_a_clear_error_and_not_cached(crm: FakeCrm) -> None:
     assert identity.require(who("alice")).id == ALICE
 
 
+def test_user_entity_type_must_be_enabled(crm: FakeCrm) -> None:
+    with pytest.raises(ToolError, match="ESPOMCP_ENTITY_TYPES"):
+        mapper(crm, entity_types="Contact,Account").require(who("alice"))
+    assert crm.calls == []
+
+
 def test_no_crm_configured(crm: FakeCrm) -> None:
     with pytest.raises(ToolError, match="EspoCRM unavailable"):
         mapper(None).require(who("alice"))

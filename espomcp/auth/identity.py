@@ -132,6 +132,9 @@ class IdentityMapper:
         crm = self.services.crm
         if crm is None:
             raise ToolError(UNAVAILABLE)
+        if "User" not in self.services.settings.entity_types:
+            raise ToolError("Users cannot be mapped to EspoCRM users because User is not in "
+                            "ESPOMCP_ENTITY_TYPES; an operator must add it.")
         claim = self.services.settings.identity_claim
         value = principal.claims.get(claim) if claim else None
         if isinstance(value, str) and value.strip():
