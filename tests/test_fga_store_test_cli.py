@@ -132,6 +132,13 @@ def test_several_files_make_one_suite(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "Tests 2/4 passing" in err and "Checks 11/13 passing" in err
 
 
+def test_a_quoted_glob_is_expanded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(tmp_path, "a.fga.yaml", PASSING)
+    _write(tmp_path, "b.fga.yaml", PASSING)
+    code, err = _ours(capsys, tmp_path / "*.fga.yaml")
+    assert code == 0 and "Tests 4/4 passing" in err
+
+
 def test_tuple_files_and_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "model.fga").write_text(MODEL)
     owner = {"user": "user:ann", "relation": "owner", "object": "doc:1"}

@@ -73,9 +73,15 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def run_test(args: argparse.Namespace) -> int:
+    import glob
+
     from espomcp.fga.store_test import run_files
 
-    return run_files(args.files, out=sys.stderr, allow_external_files=args.allow_external_files)
+    files: list[str] = []
+    for name in args.files:  # a quoted glob is expanded here, as fga model test --tests does
+        matches = sorted(glob.glob(name)) if glob.has_magic(name) else []
+        files.extend(matches or [name])
+    return run_files(files, out=sys.stderr, allow_external_files=args.allow_external_files)
 
 
 def _backend_call(func: Any) -> tuple[Any, int]:
