@@ -236,6 +236,12 @@ def test_visibility_counts_and_pages(admin_app: Flask, admin_login: Any) -> None
     page2 = client.get("/admin/visibility?user=user:alice&relation=can_read&type=lead&size=10"
                        "&page=3").get_data(as_text=True)
     assert len(re.findall(r"<li><a href=\"/admin/check", page2)) == 5
+    # a console change shows at once (the short ListObjects cache is dropped on writes)
+    client.post("/admin/relationships/apply", data={
+        "csrf_token": csrf_of(client), "action": "add", "user": "user:alice",
+        "relation": "owner", "object": "lead:new"})
+    html = client.get("/admin/visibility?user=user:alice&relation=can_read").get_data(as_text=True)
+    assert re.search(r">lead</a></td>\s*<td class=\"num\">26<", html)
 
 
 def test_model_and_sync_pages_render(admin_app: Flask, admin_login: Any) -> None:

@@ -3,6 +3,7 @@ sync health. Each is a thin view over a service; the logic lives with the servic
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -20,7 +21,6 @@ from espomcp.fga.explain import Node, explain
 log = logging.getLogger("espomcp.admin")
 LIST_OBJECTS_TTL = 30.0
 AUDIT_FILTERS = ("user", "tool", "decision", "layer")
-_list_cache: dict[tuple[int, str, str, str], tuple[float, list[str]]] = {}
 _list_lock = threading.Lock()
 
 
@@ -94,8 +94,6 @@ def check() -> Any:
 def _context(raw: str) -> dict[str, Any] | None:
     if not raw.strip():
         return None
-    import json
-
     try:
         value = json.loads(raw)
     except ValueError as exc:
@@ -106,18 +104,19 @@ def _context(raw: str) -> dict[str, Any] | None:
 
 
 def _list_objects(user: str, relation: str, type_: str) -> list[str]:
-    backend = services().fga
-    key = (id(backend), user, relation, type_)
+    """ListObjects, remembered for LIST_OBJECTS_TTL so paging through a list stays fast."""
+    cache = console().listings
+    key = (user, relation, type_)
     now = time.monotonic()
     with _list_lock:
-        hit = _list_cache.get(key)
+        hit = cache.get(key)
         if hit and now - hit[0] < LIST_OBJECTS_TTL:
             return hit[1]
-    objects = sorted(backend.list_objects(user, relation, type_))
+    objects = sorted(services().fga.list_objects(user, relation, type_))
     with _list_lock:
-        if len(_list_cache) > 200:
-            _list_cache.clear()
-        _list_cache[key] = (now, objects)
+        if len(cache) > 200:
+            cache.clear()
+        cache[key] = (now, objects)
     return objects
 
 

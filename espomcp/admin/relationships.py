@@ -171,6 +171,7 @@ def apply_relationship() -> Any:
         _audit({**event, "decision": "error", "reason": "FGA backend unavailable"})
         raise
     _audit({**event, "decision": "allow"})
+    console().listings.clear()
     verb = "Added" if action == "add" else "Removed"
     names = console().directory.labels([key.user, key.object])
     who, what = (f" ({names[v.split('#', 1)[0]]})" if v.split("#", 1)[0] in names else ""

@@ -11,7 +11,7 @@ import hmac
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -45,6 +45,8 @@ class AdminConsole:
     oauth: AdminOAuthClient
     directory: Directory
     secure_cookie: bool
+    #: short-lived ListObjects results for the visibility pages; cleared on every console write
+    listings: dict[tuple[str, str, str], tuple[float, list[str]]] = field(default_factory=dict)
 
 
 def console() -> AdminConsole:
