@@ -311,3 +311,24 @@ def test_model_page_shows_store_test_status(admin_app: Flask, admin_login: Any) 
     html = client.get("/admin/model").get_data(as_text=True)
     match = re.search(r'id="store-tests">(\d+) / (\d+) passing', html)
     assert match and match.group(1) == match.group(2) and int(match.group(2)) > 0
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"error": "access_denied", "error_description": "User cancelled"}, "refused: User cancelled"),
+    ({"code": "abc", "iss": "http://evil.example/"}, "different issuer"),
+    ({"code": "abc"}, "lacks the issuer"),
+    ({"iss": "ISSUER"}, "no authorization code"),
+    ({"code": "not-a-real-code", "iss": "ISSUER"}, "refused the code"),
+], ids=["denied", "wrong-iss", "no-iss", "no-code", "bad-code"])
+def test_bad_callbacks_fail_clearly(admin_app: Flask, auth_server: Any,
+                                    extra: dict[str, str], message: str) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    client = admin_app.test_client()
+    start = client.get("/admin/login")
+    state = parse_qs(urlsplit(start.headers["Location"]).query)["state"][0]
+    query = {k: (auth_server.issuer if v == "ISSUER" else v) for k, v in extra.items()}
+    response = client.get("/admin/callback", query_string={"state": state, **query})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
