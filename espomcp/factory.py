@@ -64,6 +64,11 @@ def create_app(settings: Settings | None = None, *,
     admin.init_app(app, svc)
     _install_request_log(app)
     _install_error_handlers(app)
+    if settings.trusted_proxies:  # X-Forwarded-* from exactly that many proxies
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)  # type: ignore[method-assign]
     return app
 
 

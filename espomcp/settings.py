@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         "webhook secrets.",
     )
     log_level: str = Field("INFO", description="Python log level for the JSON log lines.")
+    trusted_proxies: int = Field(
+        0, ge=0, le=5,
+        description="Number of reverse proxies in front of the server whose X-Forwarded-For/"
+        "-Proto/-Host/-Prefix headers are trusted (0 = ignore them).",
+    )
     rate_limit_per_minute: int = Field(
         600, ge=0, description="Requests per user per minute on /mcp (0 = unlimited)."
     )
