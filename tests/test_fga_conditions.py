@@ -99,15 +99,17 @@ def test_undeclared_context_keys_are_ignored() -> None:
     assert _outcome(evaluator, {"x": 1, "other": "whatever"}, {"more": [1, 2]}) is True
 
 
-def test_a_missing_parameter_is_an_error_unless_the_result_is_decided() -> None:
+def test_a_missing_parameter_is_an_error_even_when_the_expression_could_decide() -> None:
+    """OpenFGA reports missing parameters whatever the partial result (fga CLI v0.8.2 agrees)."""
     evaluator = _evaluator("x < 100 || y < 50", x=_type("INT"), y=_type("INT"))
-    assert _outcome(evaluator, {"x": 1}) is True  # the other operand decides
+    assert _outcome(evaluator, {"x": 1}) == VALIDATION_ERROR
     assert _outcome(evaluator, {"x": 200}) == VALIDATION_ERROR
     assert _outcome(evaluator, None) == VALIDATION_ERROR
     with pytest.raises(FgaError, match=r"missing parameters \['y'\]"):
         evaluator.evaluate("cond", {"x": 200}, None)
     both = _evaluator("x < 100 && y < 50", x=_type("INT"), y=_type("INT"))
-    assert _outcome(both, {"x": 200}) is False
+    assert _outcome(both, {"x": 200}) == VALIDATION_ERROR
+    assert _outcome(both, {"x": 1}, {"y": 1}) is True
 
 
 def test_an_unknown_condition_is_a_validation_error() -> None:

@@ -4,9 +4,10 @@
 tuple_context, request_context)`` merges the two contexts (the tuple's value wins on a key clash),
 converts the declared parameters like OpenFGA's ``internal/condition/types`` (undeclared keys are
 ignored) and runs the expression through ``cel-python``. ``ipaddress(x)`` and ``x.in_cidr(cidr)`` are
-the OpenFGA CEL extensions. Errors are ``FgaError(2000)``: a missing parameter the result depends on,
-a value of the wrong type, a non-finite double, a runtime failure or a non-boolean result. Results
-are memoised per (condition, relevant context values): evaluation sits on the check hot path.
+the OpenFGA CEL extensions. Errors are ``FgaError(2000)``: any declared parameter missing from the
+merged context (even if the expression could decide without it, as OpenFGA does), a value of the
+wrong type, a non-finite double, a runtime failure or a non-boolean result. Results are memoised
+per (condition, relevant context values): evaluation sits on the check hot path.
 """
 
 from __future__ import annotations
@@ -433,11 +434,11 @@ class ConditionEvaluator:
             except (ValueError, TypeError, OverflowError) as exc:
                 raise failure(f"failed to convert context parameter '{param}': {exc}") from None
         missing = sorted(set(compiled.converters) - set(activation))
+        if missing:  # OpenFGA reports missing parameters even when the expression could decide without them
+            raise failure(f"context is missing parameters {missing}")
         try:
             result = compiled.program.evaluate(activation)
         except CELEvalError as exc:
-            if missing:
-                raise failure(f"context is missing parameters {missing}") from None
             raise failure(_eval_error_text(exc)) from None
         except Exception as exc:  # celpy surfaces some runtime failures as plain Python errors
             raise failure(f"{type(exc).__name__}: {exc}") from None

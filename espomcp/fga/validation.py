@@ -20,6 +20,7 @@ _TYPE_NAME = re.compile(r"[^:#@\s]{1,254}")
 _RELATION_NAME = re.compile(r"[^:#@\s]{1,50}")
 _CONDITION_NAME = re.compile(r"[^:#@\s]{1,50}")
 MAX_EXPRESSION_BYTES = 512
+MAX_CONDITIONS = 25
 _REWRITE_KINDS = ("this", "computedUserset", "tupleToUserset", "union", "intersection", "difference")
 
 
@@ -50,6 +51,8 @@ class _Model:
         conditions = {} if conditions is None else conditions
         if not isinstance(conditions, Mapping):
             raise _invalid("conditions must be an object")
+        if len(conditions) > MAX_CONDITIONS:
+            raise _invalid(f"a model may define at most {MAX_CONDITIONS} conditions")
         for name, condition in conditions.items():
             if not isinstance(name, str) or not _CONDITION_NAME.fullmatch(name):
                 raise _invalid(f"invalid condition name {name!r}")
