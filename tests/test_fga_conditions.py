@@ -3,13 +3,17 @@ missing parameters, errors and the OpenFGA CEL extensions (openfga.md §3)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+import yaml
 
 from espomcp.fga import conditions as conditions_module
 from espomcp.fga.conditions import ConditionEvaluator, parse_go_duration, parse_rfc3339
 from espomcp.fga.errors import INVALID_AUTHORIZATION_MODEL, VALIDATION_ERROR, FgaError
+from espomcp.fga.store_test import run_store_file
+from tests.fixtures.fga import run_cli_many
 
 
 def _type(name: str, generic: str | None = None) -> dict[str, Any]:
@@ -191,3 +195,131 @@ def test_rfc3339_timestamps() -> None:
     for bad in ("2023-10-11", "2023-10-11T10:00:00", "2023-13-11T10:00:00Z", "yesterday"):
         with pytest.raises(ValueError):
             parse_rfc3339(bad)
+
+
+# ----------------------------------------------------------------- differential against the fga CLI
+
+# (parameters in DSL, CEL expression, tuple context, request context): each becomes one conditioned
+# tuple and one Check; our answer (True / False / error) must equal the CLI's.
+CLI_CASES: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]] = [
+    ("x: int", "x < 10", None, {"x": 5}),
+    ("x: int", "x < 10", None, {"x": 5.0}),
+    ("x: int", "x < 10", None, {"x": "5"}),
+    ("x: int", "x < 10", None, {"x": 5.5}),
+    ("x: int", "x < 10", None, {"x": True}),
+    ("x: int", "x < 10", None, {"x": "abc"}),
+    ("x: int", "x < 10", {"x": 50}, {"x": 5}),
+    ("x: int", "x < 10", None, None),
+    ("x: int", "x / 0 == 1", None, {"x": 5}),
+    ("x: uint", "x > 3u", None, {"x": 5}),
+    ("x: uint", "x > 3u", None, {"x": -5}),
+    ("x: double", "x > 0.5", None, {"x": 1}),
+    ("x: double", "x > 0.5", None, {"x": "0.75"}),
+    ("x: bool", "x", None, {"x": True}),
+    ("x: bool", "x", None, {"x": "true"}),
+    ("x: bool", "!x", None, {"x": False}),
+    ("s: string", "s.startsWith('ab') && s.endsWith('yz')", None, {"s": "abcxyz"}),
+    ("s: string", "s.contains('cx')", None, {"s": "abcxyz"}),
+    ("s: string", "s.matches('^a.*z$')", None, {"s": "abcxyz"}),
+    ("s: string", "size(s) == 6", None, {"s": "abcxyz"}),
+    ("s: string", "s == 'x'", None, {"s": 1}),
+    ("s: string", "s + 'b' == 'ab'", None, {"s": "a"}),
+    ("ts: timestamp", "ts < timestamp('2023-10-11T10:00:00.000Z')", None, {"ts": "2023-10-11T09:00:00Z"}),
+    ("ts: timestamp", "ts < timestamp('2023-10-11T10:00:00.000Z')", None,
+     {"ts": "2023-10-11T11:00:00+02:00"}),
+    ("ts: timestamp", "ts < timestamp('2023-10-11T10:00:00.000Z')", None, {"ts": "2023-10-11T09:00:00"}),
+    ("ts: timestamp", "ts < timestamp('2023-10-11T10:00:00.000Z')", None, {"ts": "2023-10-11T09:00:00.5Z"}),
+    ("ts: timestamp, now: timestamp", "ts + duration('1h') > now", None,
+     {"ts": "2023-10-11T09:00:00Z", "now": "2023-10-11T09:30:00Z"}),
+    ("ts: timestamp, now: timestamp", "now - ts < duration('10m')", None,
+     {"ts": "2023-10-11T09:00:00Z", "now": "2023-10-11T09:30:00Z"}),
+    ("ts: timestamp", "ts.getHours() == 9", None, {"ts": "2023-10-11T09:00:00Z"}),
+    ("ts: timestamp", "ts.getFullYear() == 2023", None, {"ts": "2023-10-11T09:00:00Z"}),
+    ("d: duration", "d > duration('1h')", None, {"d": "90m"}),
+    ("d: duration", "d > duration('1h')", None, {"d": "1h0m1s"}),
+    ("d: duration", "d > duration('1h')", None, {"d": "1.5h"}),
+    ("d: duration", "d > duration('1h')", None, {"d": 3600}),
+    ("d: duration", "d < duration('1s')", None, {"d": "999ms"}),
+    ("l: list<string>", "'b' in l", None, {"l": ["a", "b"]}),
+    ("l: list<string>", "'b' in l", None, {"l": ["a", 2]}),
+    ("l: list<string>", "size(l) == 2", None, {"l": ["a", "b"]}),
+    ("l: list<int>", "l.exists(v, v > 5)", None, {"l": [1, 7]}),
+    ("l: list<int>", "l.all(v, v > 0)", None, {"l": [1, 7]}),
+    ("l: list<int>", "l.exists_one(v, v > 5)", None, {"l": [6, 7]}),
+    ("l: list<int>", "l.filter(v, v > 5).size() == 1", None, {"l": [1, 7]}),
+    ("l: list<int>", "l.map(v, v * 2)[1] == 14", None, {"l": [1, 7]}),
+    ("l: list<int>", "l[5] == 1", None, {"l": [1, 7]}),
+    ("m: map<string>", "m['k'] == 'v'", None, {"m": {"k": "v"}}),
+    ("m: map<string>", "'k' in m", None, {"m": {"j": "v"}}),
+    ("m: map<string>", "m['zz'] == 'v'", None, {"m": {"k": "v"}}),
+    ("m: map<string>", "has(m.k)", None, {"m": {"k": "v"}}),
+    ("m: map<int>", "m.k > 1", None, {"m": {"k": 2}}),
+    ("ip: ipaddress", "ip.in_cidr('10.0.0.0/8')", None, {"ip": "10.1.2.3"}),
+    ("ip: ipaddress", "ip.in_cidr('10.0.0.0/8')", None, {"ip": "11.1.2.3"}),
+    ("ip: ipaddress", "ip.in_cidr('2001:db8::/32')", None, {"ip": "2001:db8::5"}),
+    ("ip: ipaddress", "ip.in_cidr('10.0.0.0/8')", None, {"ip": "garbage"}),
+    ("ip: ipaddress", "ip.in_cidr('10.0.0.0/8')", None, {"ip": "2001:db8::5"}),
+    ("ip: ipaddress, c: string", "ip.in_cidr(c)", None, {"ip": "10.1.2.3", "c": "10.1.0.0/16"}),
+    ("ip: ipaddress, c: string", "ip.in_cidr(c)", None, {"ip": "10.1.2.3", "c": "bad"}),
+    ("s: string", "ipaddress(s).in_cidr('192.168.0.0/16')", None, {"s": "192.168.3.4"}),
+    ("x: int, y: int", "x < 100 || y < 50", None, {"x": 1}),
+    ("x: int, y: int", "x < 100 || y < 50", None, {"x": 200}),
+    ("x: int, y: int", "x < 100 && y < 50", None, {"x": 200}),
+    ("x: int, y: int", "x < 100 && y < 50", {"y": 1}, {"x": 1}),
+    ("x: int", "x == 1 ? true : false", None, {"x": 1}),
+    ("x: int", "int('12') == x", None, {"x": 12}),
+    ("x: int", "string(x) == '12'", None, {"x": 12}),
+    ("x: int", "double(x) == 12.0", None, {"x": 12}),
+    ("x: int", "x % 5 == 2", None, {"x": 12}),
+    ("x: int", "-x < 0", None, {"x": 12}),
+    ("x: int", "x in [1, 2, 12]", None, {"x": 12}),
+    ("s: string", "s == \"q\\\"t\"", None, {"s": "q\"t"}),
+    ("s: string", "s == 'caf\u00e9' && size(s) == 4", None, {"s": "caf\u00e9"}),
+    ("b: bool", "b == true", None, {"b": 1}),
+]
+
+
+def _cli_case_files(directory: Any) -> list[Any]:
+    """Store files of at most 25 conditions each (OpenFGA's per-model limit)."""
+    paths = []
+    for start in range(0, len(CLI_CASES), 25):
+        chunk = CLI_CASES[start:start + 25]
+        lines = ["model", "  schema 1.1", "type user", "type doc", "  relations"]
+        lines += [f"    define r{i}: [user with c{i}]" for i in range(len(chunk))]
+        lines += [f"condition c{i}({params}) {{\n  {expression}\n}}"
+                  for i, (params, expression, _, _) in enumerate(chunk)]
+        tuples, checks = [], []
+        for i, (_, _, tuple_context, request_context) in enumerate(chunk):
+            condition: dict[str, Any] = {"name": f"c{i}"}
+            if tuple_context:
+                condition["context"] = tuple_context
+            tuples.append({"user": "user:u", "relation": f"r{i}", "object": "doc:1", "condition": condition})
+            check: dict[str, Any] = {"user": "user:u", "object": "doc:1", "assertions": {f"r{i}": False}}
+            if request_context is not None:
+                check["context"] = request_context
+            checks.append(check)
+        spec = {"name": f"cel-{start}", "model": "\n".join(lines) + "\n", "tuples": tuples,
+                "tests": [{"name": f"cel-{start}", "check": checks}]}
+        path = directory / f"cel-{start}.fga.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def test_conditions_evaluate_like_the_fga_cli(tmp_path: Any) -> None:
+    paths = _cli_case_files(tmp_path)
+    runs = run_cli_many([["model", "test", "--tests", str(p), "--verbose", "--suppress-summary"]
+                         for p in paths])
+    theirs: list[Any] = []
+    ours: list[Any] = []
+    for path, run in zip(paths, runs, strict=True):
+        assert run.stdout.strip(), run.stderr
+        results = json.loads(run.stdout)[0]["check_results"]
+        theirs += ["error" if r["got"] is None else r["got"] for r in results]
+        [result] = run_store_file(path)
+        ours += ["error" if o.error is not None else o.got for o in result.checks]
+    assert len(ours) == len(theirs) == len(CLI_CASES)
+    mismatches = [(case, mine, cli) for case, mine, cli in zip(CLI_CASES, ours, theirs, strict=True)
+                  if mine != cli]
+    assert not mismatches, mismatches
+    assert {True, False, "error"} <= set(theirs)
