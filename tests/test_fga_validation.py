@@ -121,7 +121,9 @@ def test_random_models_get_the_cli_verdict() -> None:
     (lambda m: m.update({"conditions": {"cc": {"name": "cc", "expression": " || ".join(["x < 1"] * 100),
                                                "parameters": {"x": {"type_name": "TYPE_NAME_INT"}}}}}),
      "at most 512 bytes"),
-], ids=["relation-51", "type-255", "type-colon", "condition-51", "expression-512"])
+    (lambda m: m.update({"conditions": {f"c{i}": {"name": f"c{i}", "expression": "x", "parameters": {
+        "x": {"type_name": "TYPE_NAME_BOOL"}}} for i in range(26)}}), "at most 25 conditions"),
+], ids=["relation-51", "type-255", "type-colon", "condition-51", "expression-512", "conditions-26"])
 def test_write_time_name_rules(mutate: Any, fragment: str) -> None:
     """OpenFGA's request validation (the CLI's model test applies it; model validate does not)."""
     model = parse_dsl(_doc("a: [user]"))
