@@ -332,3 +332,21 @@ def test_bad_callbacks_fail_clearly(admin_app: Flask, auth_server: Any,
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
     assert client.get("/admin/").status_code == 302
+
+
+def test_sync_page_degrades_to_not_available(admin_app: Flask, admin_login: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import espomcp.sync.status
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("status file unreadable")
+
+    client = admin_app.test_client()
+    admin_login(client)
+    ok = client.get("/admin/sync").get_data(as_text=True)
+    assert "Webhook deliveries" in ok and "Last backfill" in ok
+    monkeypatch.setattr(espomcp.sync.status, "sync_status", broken)
+    response = client.get("/admin/sync")
+    assert response.status_code == 200
+    assert "Not available: The sync status could not be read (OSError)." in \
+        response.get_data(as_text=True)
