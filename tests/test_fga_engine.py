@@ -16,8 +16,8 @@ HEADER = "model\n  schema 1.1\ntype user\n"
 def make(dsl: str, tuples: list[tuple[str, str, str]] | list[Any] = ()) -> Engine:
     engine = Engine(parse_dsl(HEADER + dsl))
     writes = [t if isinstance(t, dict) else {"user": t[0], "relation": t[1], "object": t[2]} for t in tuples]
-    if writes:
-        engine.write(writes)
+    for start in range(0, len(writes), 100):
+        engine.write(writes[start:start + 100])
     return engine
 
 

@@ -157,3 +157,14 @@ condition small(x: int) {
     with pytest.raises(FgaError) as info:
         engine.list_objects("user:ann", "viewer", "doc")
     assert info.value.code == 2000
+
+
+def test_list_users_follows_long_userset_chains() -> None:
+    engine = make("""
+type group
+  relations
+    define member: [user, group#member]
+""", [("user:ann", "member", "group:g0")] +
+        [(f"group:g{i}#member", "member", f"group:g{i + 1}") for i in range(1500)])
+    assert engine.list_users("group:g1500", "member", [("user", None)]) == ["user:ann"]
+    assert len(engine.list_users("group:g1500", "member", [("group", "member")])) == 1501

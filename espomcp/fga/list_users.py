@@ -1,16 +1,18 @@
 """ListUsers by forward expansion from the object (openfga.md §6; OpenFGA listusers).
 
 Starting at ``(object, relation)`` the rewrite is walked, following userset tuples, computed
-usersets and tuple-to-usersets, each ``(object, relation)`` once. Subjects matching a filter are
-collected: ``type`` filters take concrete users and typed wildcards (usersets are expanded to
-their members), ``type#relation`` filters take usersets (including ``O#R`` itself, which always
-has ``R`` on ``O``). For union-only rewrites the collected set is exact; when an intersection or
-exclusion is met, the set of candidates (all children, an exclusion's base) is verified with Check
-so the answer equals Check's (an excluded user disappears; a granted wildcard stays listed).
+usersets and tuple-to-usersets, each ``(object, relation)`` once (breadth first, no recursion).
+Subjects matching a filter are collected: ``type`` filters take concrete users and typed
+wildcards (usersets are expanded to their members), ``type#relation`` filters take usersets
+(including ``O#R`` itself, which always has ``R`` on ``O``). For union-only rewrites the collected
+set is exact; when an intersection or exclusion is met, the candidates (all children, an
+exclusion's base) are verified with Check, so the answer equals Check's (an excluded user
+disappears; a granted wildcard stays listed). Conditions are evaluated on every tuple met.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +31,7 @@ from espomcp.fga.typesystem import (
 
 
 class _Run:
-    __slots__ = ("context", "exact", "found", "indexes", "plain", "usersets", "visited")
+    __slots__ = ("context", "exact", "found", "indexes", "plain", "queue", "usersets", "visited")
 
     def __init__(self, filters: Sequence[tuple[str, str | None]], indexes: Sequence[Index],
                  context: dict[str, Any]) -> None:
@@ -39,6 +41,7 @@ class _Run:
         self.context = context
         self.found: set[str] = set()
         self.visited: set[tuple[str, str]] = set()
+        self.queue: deque[tuple[str, str]] = deque()
         self.exact = True
 
 
@@ -54,20 +57,24 @@ class UserLister:
         """Subjects (``type:id``, ``type:*``, ``type:id#rel``) having ``relation`` on ``obj``."""
         run = _Run(filters, indexes, context or {})
         self._expand(run, obj, relation)
+        while run.queue:  # a worklist, not recursion: userset chains in the data can be long
+            current, current_relation = run.queue.popleft()
+            type_name = current.partition(":")[0]
+            if f"{type_name}#{current_relation}" in run.usersets:
+                run.found.add(f"{current}#{current_relation}")
+            rdef = self.ts.relations[type_name][current_relation]
+            self._rewrite(run, rdef, rdef.rewrite, current)
         if run.exact:
             return sorted(run.found)
         return sorted(user for user in run.found
                       if self.checker.check(user, relation, obj, indexes, context))
 
-    def _expand(self, run: _Run, obj: str, relation: str) -> None:
-        if (obj, relation) in run.visited:
-            return
-        run.visited.add((obj, relation))
-        type_name = obj.partition(":")[0]
-        if f"{type_name}#{relation}" in run.usersets:
-            run.found.add(f"{obj}#{relation}")
-        rdef = self.ts.relations[type_name][relation]
-        self._rewrite(run, rdef, rdef.rewrite, obj)
+    @staticmethod
+    def _expand(run: _Run, obj: str, relation: str) -> None:
+        """Schedule ``(obj, relation)`` for expansion, once."""
+        if (obj, relation) not in run.visited:
+            run.visited.add((obj, relation))
+            run.queue.append((obj, relation))
 
     def _rewrite(self, run: _Run, rdef: RelationDef, node: Rewrite, obj: str) -> None:
         if node.kind == THIS:
