@@ -144,14 +144,13 @@ espomcp demo is running.
   Demo users (password: demo):
 {users}
 
-  MCP Inspector:  npx @modelcontextprotocol/inspector  → Transport "Streamable HTTP",
-                  URL {mcp_url}, then "Open Auth Settings" → Quick OAuth Flow, log in as alice.
-  Claude Desktop: Settings → Connectors → Add custom connector → URL {mcp_url}
+  Claude Code:    claude mcp add --transport http espocrm {mcp_url}   (then /mcp → Authenticate)
+  Any stdio client: npx -y mcp-remote {mcp_url}   (browser login as a demo user)
   curl / scripts: TOKEN=$(.venv/bin/espomcp token alice); then
                   curl -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\
                     -H "Accept: application/json" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}' \\
                     {mcp_url}
-  More clients: docs/clients.md
+  MCP Inspector, Cursor, CherryStudio, Claude.ai connectors: docs/clients.md
 
 Press Ctrl-C to stop.
 """, flush=True)

@@ -101,6 +101,17 @@ class Tool:
         return data
 
 
+_CHECKED: set[str] = set()
+
+
+def _check_schema(schema: JsonObject) -> None:
+    """Validate a schema against the 2020-12 meta-schema, once per distinct schema."""
+    key = json.dumps(schema, sort_keys=True, default=str)
+    if key not in _CHECKED:
+        Draft202012Validator.check_schema(schema)
+        _CHECKED.add(key)
+
+
 def _format_path(path: Iterable[Any]) -> str:
     text = ""
     for part in path:
@@ -119,9 +130,9 @@ class ToolRegistry:
     def add(self, tool: Tool) -> Tool:
         if tool.name in self._tools:
             raise ValueError(f"tool {tool.name!r} is declared twice")
-        Draft202012Validator.check_schema(tool.input_schema)
+        _check_schema(tool.input_schema)
         if tool.output_schema is not None:
-            Draft202012Validator.check_schema(tool.output_schema)
+            _check_schema(tool.output_schema)
         self._tools[tool.name] = tool
         self._validators[tool.name] = Draft202012Validator(tool.input_schema)
         return tool

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from espomcp.auth.scopes import Action, scope_for
+from espomcp.auth.scopes import AREA_BY_ENTITY, Action, scope_for
 from espomcp.espocrm.errors import Duplicate, EspoError, ServiceAccountError, Unavailable
 from espomcp.mcp.registry import JsonObject, ToolError
 
@@ -55,7 +55,9 @@ def scopes_of(action: Action, key: str = "entity_type") -> Callable[[JsonObject]
 
     def rule(arguments: JsonObject) -> frozenset[str]:
         value = arguments.get(key)
-        return frozenset({scope_for(value, action)}) if isinstance(value, str) else frozenset()
+        if not isinstance(value, str) or value not in AREA_BY_ENTITY:
+            return frozenset()  # unknown types fail argument validation, not a scope check
+        return frozenset({scope_for(value, action)})
 
     return rule
 
