@@ -146,3 +146,16 @@ def test_index_keeps_lookups_consistent() -> None:
     index.remove("doc:1", "viewer", "user:ann")
     assert (index.tuples, index.by_object, index.usersets, index.by_user, index.by_user_cond,
             index.object_relations) == ({}, {}, {}, {}, {}, {})
+
+
+def test_store_reconnects_after_a_fork(path: Path) -> None:
+    engine = Engine.open_sqlite(path, MODEL)
+    engine.write([tk("user:ann", "viewer", "doc:1")])
+    old = engine.store._conn
+    engine.store._pid = -1  # what a forked child sees: the pid it was opened in is not its own
+    assert engine.check("user:ann", "viewer", "doc:1")
+    assert engine.store._conn is not old
+    old.close()
+    engine.write([tk("user:kid", "viewer", "doc:1")])
+    engine.close()
+    assert Engine.open_sqlite(path, MODEL).tuple_count() == 2

@@ -12,6 +12,7 @@ commits) and replays the newer change-log entries, so gunicorn workers sharing t
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -66,13 +67,16 @@ class SqliteStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
+        self._open()
+
+    def _open(self) -> None:
+        """Connect and load the index from the ``tuples`` table in one read transaction."""
+        self._pid = os.getpid()
         self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(SCHEMA)
-        self._index = Index()
-        self._seq = 0
         self._version = self._data_version()
         self._conn.execute("BEGIN")
         try:
@@ -80,8 +84,12 @@ class SqliteStore:
             self._seq = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
         finally:
             self._conn.execute("COMMIT")
-        for row in rows:
-            self._index.add(_stored(row, row[5], row[6]))
+        self._index = Index(_stored(row, row[5], row[6]) for row in rows)
+
+    def _check_process(self) -> None:
+        """A connection must not cross a fork: a forked child reconnects and reloads."""
+        if os.getpid() != self._pid:
+            self._open()
 
     def _data_version(self) -> int:
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
@@ -98,6 +106,7 @@ class SqliteStore:
             self._seq = row[5]
 
     def index(self) -> Index:
+        self._check_process()
         version = self._data_version()
         if version != self._version:
             self._version = version
@@ -106,6 +115,7 @@ class SqliteStore:
 
     def write(self, writes: Sequence[TupleKey], deletes: Sequence[TupleKey], *,
               on_duplicate: str = "error", on_missing: str = "error") -> None:
+        self._check_process()
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -139,6 +149,7 @@ class SqliteStore:
                      continuation_token: str | None) -> tuple[list[dict[str, Any]], str]:
         after = parse_token(continuation_token)
         check_page_size(page_size)
+        self._check_process()
         sql = f"SELECT {_COLUMNS}, seq, operation, ts FROM changes WHERE seq > ?"
         args: list[Any] = [after]
         if type_name:
