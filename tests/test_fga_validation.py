@@ -166,3 +166,40 @@ def test_the_project_model_is_valid() -> None:
 
     dsl = Path(__file__).resolve().parents[1] / "fga" / "model.fga"
     validate_model(parse_dsl(dsl.read_text()))
+
+
+# CEL type checking: each expression over typed parameters, accepted or refused as cel-go does.
+CEL_PARAMS = ("x: int, u: uint, f: double, s: string, d: duration, ts: timestamp, b: bool, ip: ipaddress, "
+              "l: list<string>, m: map<string>")
+CEL_EXPRESSIONS = [
+    "x == 1.0", "f < 1", "x == 'a'", "d > 0", "s + 1 == 'a'", "x + 1.0 > 0.0", "size(x) > 0", "x == u",
+    "x < u", "f == 1.0", "x in [1, 2]", "x in [1.0]", "s in ['a']", "l[0] == 'a'", "l[0] == 1",
+    "m['a'] == 1", "m['a'] == 'b'", "ts > d", "ts - ts > d", "ts + d > ts", "b == 1", "b && x",
+    "x > 0 ? true : 1", "x > 0 ? 'a' : 'b'", "!x", "-s == 'a'", "ip == ip", "ip.in_cidr(1)",
+    "x.startsWith('a')", "s.startsWith(1)", "string(x) == s", "int(s) == x", "double(x) < f",
+    "x == null", "timestamp(s) > ts", "duration(s) > d", "l.size() == 1", "size(m) == 1", "m.a == 1",
+    "l.all(v, v == 1)", "l.exists(v, v == 'a')", "1 + 1 == 2", "1 < 1.5", "u > 1", "u > 1u",
+    "x.size() > 0", "l.map(v, v + 'a')[0] == 'b'", "l.filter(v, v == 'a').size() == 1",
+    "ts.getHours() == 1", "ts.getHours('UTC') == 1", "m.k.startsWith('a')", "'a' in m", "1 in m",
+    "l + l == l", "l + ['a'] == l", "ipaddress(s).in_cidr(s)", "ipaddress(x).in_cidr(s)",
+    "dyn(x) == 'a'", "x == 1 ? 'a' == s : false", "size(b) > 0", "-u < 1u", "-d < d", "f / 2.0 > 1.0",
+    "f % 2.0 == 0.0", "s.matches(s)", "ts == timestamp(s)", "type(x) == int", "int(f) == x",
+    "uint(x) == u", "(x > 1) == (u > 1u)", "l[x] == s", "l[u] == s", "m[s] == s", "m[x] == s",
+    "has(m.k) && m.k == s", "x > 0 || s", "ts", "x + 1",
+]
+
+
+def _cel_model(expression: str) -> str:
+    return f"{HEADER}condition cc({CEL_PARAMS}) {{\n  {expression}\n}}\n"
+
+
+def test_cel_expressions_type_check_like_cel_go() -> None:
+    texts = [_cel_model(e) for e in CEL_EXPRESSIONS]
+    verdicts = cli_validate_many(texts)
+    assert 20 < sum(v["is_valid"] for v in verdicts) < len(texts) - 20
+    disagreements = [(expression, verdict.get("error", "valid").splitlines()[0], _ours(text))
+                     for expression, text, verdict in zip(CEL_EXPRESSIONS, texts, verdicts, strict=True)
+                     if (_ours(text) is None) != verdict["is_valid"]]
+    assert not disagreements, disagreements
+    message = _ours(_cel_model("1 < 1.5")) or ""
+    assert "found no matching overload for '_<_' applied to '(int, double)'" in message

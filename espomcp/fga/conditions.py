@@ -25,6 +25,7 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
+from espomcp.fga.cel_types import DYN, CelTypeError, infer
 from espomcp.fga.errors import INVALID_AUTHORIZATION_MODEL, VALIDATION_ERROR, FgaError
 
 TYPE_NAMES = ("BOOL", "STRING", "INT", "UINT", "DOUBLE", "DURATION", "TIMESTAMP", "LIST", "MAP",
@@ -40,6 +41,10 @@ _FUNCTIONS = frozenset({
     "map", "filter",
 })
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+# Type names usable as values (``type(x) == int``).
+_TYPE_IDENTS = frozenset({"int", "uint", "double", "string", "bytes", "bool", "list", "map", "null_type",
+                          "type", "dyn"})
+_PROTO_NAMES = {"timestamp": "google.protobuf.Timestamp", "duration": "google.protobuf.Duration"}
 
 
 class IPAddress:
@@ -266,7 +271,7 @@ def _identifier_problems(tree: lark.Tree, params: set[str]) -> list[str]:
             return
         if node.data == "ident":
             name = str(node.children[0])
-            if name not in params and name not in bound:
+            if name not in params and name not in bound and name not in _TYPE_IDENTS:
                 problems.append(f"undeclared reference to '{name}'")
             return
         if node.data in ("ident_arg", "dot_ident_arg") and str(node.children[0]) not in _FUNCTIONS:
@@ -352,6 +357,13 @@ def compile_condition(name: str, condition: Mapping[str, Any]) -> _Compiled:
     problems = _identifier_problems(tree, set(converters))
     if problems:
         raise invalid(problems[0])
+    try:
+        output = infer(tree, parameters)
+    except CelTypeError as exc:
+        raise invalid(str(exc)) from None
+    if output not in ("bool", DYN):
+        got = _PROTO_NAMES.get(output, output)
+        raise invalid(f"expected a bool condition expression output, but got '{got}'")
     try:
         sample = program.evaluate({p: _sample_value(parameters[p]) for p in converters})
     except CELEvalError:
