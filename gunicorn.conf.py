@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -57,10 +58,12 @@ class JsonAccessLogger(Logger):
         if not self.access_log_enabled:
             return
         atoms = self.atoms(resp, req, environ, request_time)
-        line = {"time": atoms.get("t"), "remote": atoms.get("h"), "method": atoms.get("m"),
-                "path": atoms.get("U"), "status": atoms.get("s"), "bytes": atoms.get("B"),
-                "duration_ms": round(request_time.total_seconds() * 1000, 2),
-                "user_agent": atoms.get("a"), "pid": atoms.get("p")}
+        status = str(atoms.get("s", ""))
+        line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "access": True, "remote": atoms.get("h"), "method": atoms.get("m"),
+                "path": atoms.get("U"), "status": int(status) if status.isdigit() else status,
+                "bytes": atoms.get("B"), "duration_ms": round(request_time.total_seconds() * 1000, 2),
+                "user_agent": atoms.get("a"), "pid": os.getpid()}
         self.access_log.info(json.dumps(line))
 
 
