@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from espomcp.deadline import DeadlineExceeded, call_timeout
 from espomcp.espocrm.errors import EspoError, InvalidInput, Unavailable, error_from_response
 from espomcp.espocrm.hmac_auth import API_BASE_PATH, EspoAuth
 from espomcp.espocrm.ids import (
@@ -254,12 +255,17 @@ class EspoClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
+                timeout = call_timeout(self.timeout)  # the tool call's overall budget caps it
+            except DeadlineExceeded as exc:
+                raise Unavailable("EspoCRM is too slow: the request's time limit was reached; "
+                                  "try again later.") from exc
+            try:
                 response = self._session.request(method, url, params=params, json=json,
-                                                 headers=headers, timeout=self.timeout,
+                                                 headers=headers, timeout=timeout,
                                                  allow_redirects=False)
             except requests.Timeout as exc:
                 error: EspoError = Unavailable(
-                    f"EspoCRM did not answer within {self.timeout:g} s; try again later.")
+                    f"EspoCRM did not answer within {timeout:g} s; try again later.")
                 cause: Exception | None = exc
             except requests.RequestException as exc:
                 error, cause = Unavailable("EspoCRM is unreachable (connection failed); "

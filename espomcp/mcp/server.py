@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from espomcp import __version__
 from espomcp.auth.bearer import BearerError
+from espomcp.deadline import within
 from espomcp.mcp.jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, JsonRpcError
 from espomcp.mcp.protocol import (
     META_SERVER_INFO,
@@ -164,7 +165,8 @@ class McpServer:
                     scope=needed,
                 )
             self.services.registry.validate_arguments(tool, arguments)
-            structured = tool.handler(ctx, arguments)
+            with within(self.services.settings.request_timeout_seconds):
+                structured = tool.handler(ctx, arguments)
             ctx.audit.setdefault("decision", "allow")
         except ToolError as exc:
             ctx.audit.setdefault("decision", "error")
