@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 
 ORGANIZATION = "organization:main"
 # Readable sets up to this size are pushed into the EspoCRM query as an ``id in`` filter
-# (exact totals, full pages, one request); larger ones are filtered by batch checks.
-PUSHDOWN_LIMIT = 300
+# (exact totals, full pages, one request); larger ones are over-fetched and filtered.
+# Chosen by measurement (bench/README.md, `make bench`): pushdown beat over-fetch at every
+# size measured (200 to 500 ids: 2 to 60 times faster), so the bound is the URL: EspoCRM
+# lists are GET requests and each id costs ~26 bytes of request line once JSON-quoted and
+# URL-encoded; 250 ids stay under the common 8 KB request-line limits (Apache 8,190 bytes,
+# nginx 8 KB; gunicorn's default is only 4,094) with room for the user's own filters.
+PUSHDOWN_LIMIT = 250
 LIST_OBJECTS_CAP = 1000
 
 
