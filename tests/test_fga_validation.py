@@ -186,6 +186,7 @@ CEL_EXPRESSIONS = [
     "f % 2.0 == 0.0", "s.matches(s)", "ts == timestamp(s)", "type(x) == int", "int(f) == x",
     "uint(x) == u", "(x > 1) == (u > 1u)", "l[x] == s", "l[u] == s", "m[s] == s", "m[x] == s",
     "has(m.k) && m.k == s", "x > 0 || s", "ts", "x + 1",
+    "string(x).all(v, v == 'a')", "2u >= -2u", "m.exists(k, k == 'a')", "m.all(k, k == 1)",
 ]
 
 

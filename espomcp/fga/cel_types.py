@@ -85,6 +85,8 @@ class _Checker:
 
     def visit(self, node: Any) -> str:
         if isinstance(node, lark.Token):
+            if node.type == "UINT_LIT" and node.startswith("-"):  # cel-go reads -2u as -(2u)
+                raise _no_overload("-_", "uint")
             return _LITERALS.get(node.type, DYN)
         kind = node.data
         children = [c for c in node.children if c is not None]
@@ -201,8 +203,12 @@ class _Checker:
         name = str(children[1])
         args = children[2].children if len(children) > 2 else []
         if name in ("all", "exists", "exists_one", "map", "filter") and len(args) == 2:
+            if target != DYN and _element(target) is None:
+                raise CelTypeError(f"expression of type '{target}' cannot be range of a comprehension "
+                                   "(must be list, map, or dynamic)")
             variable = _bare_name(args[0])
-            self.scopes.append({variable: _element(target) or DYN} if variable else {})
+            bound = "string" if target.startswith("map(") else _element(target) or DYN  # maps range over keys
+            self.scopes.append({variable: bound} if variable else {})
             try:
                 body = self.visit(args[1])
             finally:

@@ -361,6 +361,8 @@ def compile_condition(name: str, condition: Mapping[str, Any]) -> _Compiled:
         output = infer(tree, parameters)
     except CelTypeError as exc:
         raise invalid(str(exc)) from None
+    except (LookupError, TypeError, ValueError, AttributeError):
+        output = DYN  # a construct the checker does not model: leave it to evaluation
     if output not in ("bool", DYN):
         got = _PROTO_NAMES.get(output, output)
         raise invalid(f"expected a bool condition expression output, but got '{got}'")
