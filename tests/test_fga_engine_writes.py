@@ -38,6 +38,8 @@ condition ok(x: int) {
     {**tk("user:ann", "viewer", "doc:1"), "condition": {"name": "ok"}},   # condition not allowed
     {**tk("user:ann", "reader", "secret:1"), "condition": {"name": "nope"}},
     tk("user ann", "viewer", "doc:1"),
+    {**tk("user:ann", "reader", "secret:1"), "condition": {"name": "ok", "context": {"y": 1}}},
+    {**tk("user:ann", "reader", "secret:1"), "condition": {"name": "ok", "context": {"x": "abc"}}},
 ])
 def test_write_enforces_restrictions(engine: Engine, bad: dict[str, Any]) -> None:
     assert error_code(lambda: engine.write([bad])) in (2027, 2000)

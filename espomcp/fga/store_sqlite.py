@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from espomcp.fga.errors import INVALID_TUPLE, FgaError
 from espomcp.fga.store import (
     DELETE,
     WRITE,
@@ -56,7 +57,10 @@ def _key(row: Sequence[Any]) -> TupleKey:
 
 def _row(tk: TupleKey) -> tuple[str, str, str, str | None, str | None]:
     cond = tk.condition
-    ctx = json.dumps(cond.context, sort_keys=True) if cond and cond.context else None
+    try:
+        ctx = json.dumps(cond.context, sort_keys=True, allow_nan=False) if cond and cond.context else None
+    except (TypeError, ValueError):
+        raise FgaError(INVALID_TUPLE, f"invalid tuple {tk}: the condition context is not JSON") from None
     return (tk.object, tk.relation, tk.user, cond.name if cond else None, ctx)
 
 

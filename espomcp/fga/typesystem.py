@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from espomcp.fga.conditions import param_converter
 from espomcp.fga.errors import (
     INVALID_AUTHORIZATION_MODEL,
     INVALID_TUPLE,
@@ -334,3 +335,17 @@ class TypeSystem:
             with_cond = f" with condition {cond!r}" if cond else ""
             raise FgaError(INVALID_TUPLE, f"invalid tuple {tk}: {kind} user{with_cond} is not allowed "
                                           f"on {type_name}#{tk.relation}")
+        if cond is not None and tk.condition is not None and tk.condition.context:
+            self._validate_context(tk, cond, tk.condition.context)
+
+    def _validate_context(self, tk: TupleKey, cond: str, context: dict[str, Any]) -> None:
+        """Every stored context value must be a declared parameter of the right type (as OpenFGA)."""
+        parameters = self.conditions[cond].get("parameters") or {}
+        for key, value in context.items():
+            if key not in parameters:
+                raise FgaError(INVALID_TUPLE, f"invalid tuple {tk}: found invalid context parameter: {key}")
+            try:
+                param_converter(parameters[key])(value)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise FgaError(INVALID_TUPLE, f"invalid tuple {tk}: failed to convert context parameter "
+                                              f"{key!r} of condition {cond!r}: {exc}") from None
