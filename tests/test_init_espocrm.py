@@ -139,3 +139,11 @@ def test_cli_prints_plan_and_env(espocrm_server, tmp_path, monkeypatch, capsys):
     assert "create           webhook: Account.create" in out
     assert "ESPOMCP_ESPOCRM_URL=" + espocrm_server.url in out
     assert DEMO_API_KEY not in out
+
+
+def test_webhook_budget_of_the_api_user_is_explained(espocrm_server, tmp_path):
+    first = espocrm_server.settings(data_dir=tmp_path / "a", public_url="http://127.0.0.1:8998")
+    assert EspoInit(first, backfill=False).run().ok
+    other = espocrm_server.settings(data_dir=tmp_path / "b", public_url=PUBLIC_URL)
+    with pytest.raises(ProvisionError, match="at most 50 webhooks: use one API user per espomcp"):
+        EspoInit(other, backfill=False).run()

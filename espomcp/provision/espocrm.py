@@ -126,6 +126,15 @@ class EspoInit:
             return result
         try:
             result.items += self._webhooks(client)
+        except AccessDenied as exc:
+            raise ProvisionError(f"EspoCRM refused the webhooks: {exc.message} The API user needs "
+                                 "the Webhook scope and may own at most 50 webhooks: use one API "
+                                 "user per espomcp deployment, or remove the webhooks of an old "
+                                 "public URL (espomcp webhooks unregister with that "
+                                 "ESPOMCP_PUBLIC_URL)") from None
+        except EspoError as exc:
+            raise ProvisionError(f"EspoCRM: {exc.message}") from None
+        try:
             if self.backfill:
                 result.items.append(self._backfill(client))
         except EspoError as exc:
