@@ -152,16 +152,8 @@ class FgaInit:
     def _call(self, what: str, fn: Any) -> Any:
         try:
             return fn()
-        except ApiException as exc:
-            hint = {401: "credentials rejected: check ESPOMCP_FGA_API_TOKEN or the client "
-                         "credentials", 403: "credentials not allowed to do this (Auth0 FGA "
-                         "store-scoped clients cannot list or create stores: pass --store-id)",
-                    404: "not found"}.get(exc.status or 0, f"HTTP {exc.status}")
-            raise ProvisionError(f"OpenFGA {what} failed: {hint}") from None
-        except OpenApiException as exc:
-            raise ProvisionError(f"OpenFGA {what} failed: {exc}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ProvisionError(f"OpenFGA unreachable during {what} ({type(exc).__name__})") from None
+        except (OpenApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise provision_error(what, exc) from None
 
     def _remote(self, client: OpenFgaClient, api_url: str) -> FgaInitResult:
         result = FgaInitResult(f"OpenFGA {api_url}")
@@ -182,7 +174,7 @@ class FgaInit:
         elif s.fga_api_token.get_secret_value():
             result.env["ESPOMCP_FGA_API_TOKEN"] = "(the token used now)"
         if self.options.verify and model_id:
-            self._verify(result, engine_factory=lambda _model: RemoteVerifier(self, client, model_id))
+            self._verify(result, engine_factory=lambda _model: RemoteVerifier(client, model_id))
         return result
 
     def _store(self, client: OpenFgaClient, result: FgaInitResult) -> str:
@@ -254,12 +246,24 @@ class FgaInit:
                                       "tests"]))
 
 
+def provision_error(what: str, exc: Exception) -> ProvisionError:
+    """An SDK or network failure of the request ``what``, in words with the likely fix."""
+    if isinstance(exc, ApiException):
+        hint = {401: "credentials rejected: check ESPOMCP_FGA_API_TOKEN or the client "
+                     "credentials", 403: "credentials not allowed to do this (Auth0 FGA "
+                     "store-scoped clients cannot list or create stores: pass --store-id)",
+                404: "not found"}.get(exc.status or 0, f"HTTP {exc.status}")
+        return ProvisionError(f"OpenFGA {what} failed: {hint}")
+    if isinstance(exc, OpenApiException):
+        return ProvisionError(f"OpenFGA {what} failed: {exc}")
+    return ProvisionError(f"OpenFGA unreachable during {what} ({type(exc).__name__})")
+
+
 class RemoteVerifier:
     """The ``Engine`` subset the store-test runner uses, answered by the remote store with the
     test's tuples as contextual tuples (nothing is written)."""
 
-    def __init__(self, owner: FgaInit, client: OpenFgaClient, model_id: str) -> None:
-        self.owner = owner
+    def __init__(self, client: OpenFgaClient, model_id: str) -> None:
         self.client = client
         self.options = {"authorization_model_id": model_id}
         self.tuples: list[ClientTuple] = []
@@ -280,10 +284,10 @@ class RemoteVerifier:
     def _ask(self, what: str, fn: Any) -> Any:
         try:
             return fn()
-        except ValidationException as exc:
+        except ValidationException as exc:  # an invalid assertion fails that assertion only
             raise FgaError(CODES_BY_NAME.get(exc.code or "", 2000), exc.error_message or what) from None
-        except Exception:  # anything else aborts through ProvisionError
-            return self.owner._call(what, fn)
+        except (OpenApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise provision_error(what, exc) from None  # the store is not usable: abort
 
     def check(self, user: str, relation: str, object: str, *, context: Any = None) -> bool:
         request = ClientCheckRequest(user=user, relation=relation, object=object,
