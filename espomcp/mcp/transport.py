@@ -61,7 +61,11 @@ def services() -> Services:
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
                   ) -> Response:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"),
+                          default=str).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (from "\ud800" escapes) only survive as escapes
+        data = json.dumps(body, separators=(",", ":"), default=str).encode("ascii")
     return Response(data, status=status, mimetype="application/json", headers=headers)
 
 
@@ -180,7 +184,7 @@ def mcp_endpoint() -> Response:
         g.outcome = "too-large"
         return rpc_error(INVALID_REQUEST, f"Request body exceeds {limit} bytes", 413)
     try:
-        body = json.loads(raw)
+        body = json.loads(raw.decode("utf-8"))  # RFC 8259 §8.1: UTF-8 only, strictly
     except (ValueError, RecursionError):
         g.outcome = "parse-error"
         return rpc_error(PARSE_ERROR, "Parse error: the body is not valid JSON", 400)
