@@ -50,3 +50,15 @@ def test_conformance_totals() -> None:
     print(summary)
     for label in ("Tests", "Checks", "ListObjects", "ListUsers"):
         assert f"{label} {EXPECTED[label]}/{EXPECTED[label]}" in summary, summary
+
+
+@pytest.mark.parametrize("contextual", ["block", "all"])
+def test_conformance_with_tuples_sent_as_contextual_tuples(contextual: str) -> None:
+    """The upstream suites' second pass: the same answers when tuples arrive as contextual tuples
+    ("block": each block's own tuples; "all": every tuple of a block that fits the limit of 100)."""
+    failures = []
+    for path in FILES:
+        results = run_store_file(path, contextual=contextual)
+        if not all(r.passing for r in results):
+            failures.append(f"{path.name}:\n{report(results)}")
+    assert not failures, "\n".join(failures)

@@ -26,6 +26,7 @@ from espomcp.fga.engine import Engine
 from espomcp.fga.errors import FgaError
 
 WRITE_CHUNK = 100
+MAX_CONTEXTUAL = 100
 FAIL_MARK = "\u2179"  # SMALL ROMAN NUMERAL TEN, as the fga CLI prints it
 
 
@@ -147,7 +148,7 @@ def _as_list(entry: dict[str, Any], one: str, many: str) -> list[str]:
     return values
 
 
-def _run_block(engine: Engine, test: dict[str, Any], result: TestResult) -> None:
+def _run_block(engine: Engine, test: dict[str, Any], result: TestResult, contextual: list[Any]) -> None:
     for entry in test.get("check") or []:
         if "contextual_tuples" in entry:
             raise StoreTestError("per-assertion contextual tuples are not supported")
@@ -158,7 +159,8 @@ def _run_block(engine: Engine, test: dict[str, Any], result: TestResult) -> None
                     outcome = Outcome("check", {"user": user, "relation": relation, "object": obj,
                                                 "context": context}, bool(expected))
                     try:
-                        outcome.got = engine.check(user, relation, obj, context=context)
+                        outcome.got = engine.check(user, relation, obj, context=context,
+                                                   contextual_tuples=contextual)
                     except FgaError as exc:
                         outcome.error = exc
                     result.checks.append(outcome)
@@ -170,7 +172,7 @@ def _run_block(engine: Engine, test: dict[str, Any], result: TestResult) -> None
                               list(expected or []))
             try:
                 outcome.got = engine.list_objects(entry.get("user", ""), relation, entry.get("type", ""),
-                                                  context=context)
+                                                  context=context, contextual_tuples=contextual)
             except FgaError as exc:
                 outcome.error = exc
             result.list_objects.append(outcome)
@@ -182,7 +184,8 @@ def _run_block(engine: Engine, test: dict[str, Any], result: TestResult) -> None
             outcome = Outcome("list_users", {"object": entry.get("object"), "relation": relation,
                                              "user_filter": filters, "context": context}, users)
             try:
-                outcome.got = engine.list_users(entry.get("object", ""), relation, filters, context=context)
+                outcome.got = engine.list_users(entry.get("object", ""), relation, filters, context=context,
+                                                contextual_tuples=contextual)
             except FgaError as exc:
                 outcome.error = exc
             result.list_users.append(outcome)
@@ -194,8 +197,15 @@ def _write_all(engine: Engine, tuples: list[Any]) -> None:
 
 
 def run_store_file(path: str | Path, *, engine_factory: Callable[[dict[str, Any]], Engine] = Engine,
-                   allow_external_files: bool = False) -> list[TestResult]:
-    """Evaluate every test block of one store file, each in a fresh store from ``engine_factory``."""
+                   allow_external_files: bool = False, contextual: str = "none") -> list[TestResult]:
+    """Evaluate every test block of one store file, each in a fresh store from ``engine_factory``.
+
+    ``contextual`` sends tuples as contextual tuples of every request instead of writing them (the
+    upstream OpenFGA suites' second pass): ``"block"`` a block's own tuples, ``"all"`` every tuple of
+    the block when they fit OpenFGA's limit of 100 (otherwise they are written).
+    """
+    if contextual not in ("none", "block", "all"):
+        raise ValueError(f"contextual must be none, block or all, not {contextual!r}")
     path = Path(path)
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -212,11 +222,17 @@ def run_store_file(path: str | Path, *, engine_factory: Callable[[dict[str, Any]
             raise StoreTestError(f"{path}: each test is a mapping")
         try:
             engine = engine_factory(model)
-            _write_all(engine, global_tuples + _gather_tuples(test, base, allow_external_files))
+            block_tuples = _gather_tuples(test, base, allow_external_files)
+            stored, sent = global_tuples + block_tuples, []
+            if contextual == "block" and len(block_tuples) <= MAX_CONTEXTUAL:
+                stored, sent = global_tuples, block_tuples
+            elif contextual == "all" and len(stored) <= MAX_CONTEXTUAL:
+                stored, sent = [], stored
+            _write_all(engine, stored)
         except FgaError as exc:
             raise StoreTestError(f"rpc error: code = Code({exc.code}) desc = {exc.message}") from None
         result = TestResult(str(test.get("name", "")), str(test.get("description") or ""))
-        _run_block(engine, test, result)
+        _run_block(engine, test, result, sent)
         results.append(result)
     return results
 
