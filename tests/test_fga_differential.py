@@ -5,7 +5,8 @@ tuple-to-userset, union, intersection and exclusion rewrites, sometimes a condit
 and dummy-asserted Check/ListObjects/ListUsers queries. The CLI runs it with ``fga model test
 --verbose --suppress-summary`` and we read ``got`` (openfga.md §8); our runner evaluates the same
 file. Answers must match, an evaluation error on one side must be an error on the other, and a
-store the CLI refuses to load must be refused by us too. Failures name the seed.
+store the CLI refuses to load must be refused by us too; sending all tuples as contextual tuples
+must not change our answers. Failures name the seed.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ BASE_SEED = 20261126
 STORES = 30
 
 
-def _ours(path: Path) -> dict[str, Any] | str:
+def _ours(path: Path, contextual: str = "none") -> dict[str, Any] | str:
     try:
-        [result] = run_store_file(path)
+        [result] = run_store_file(path, contextual=contextual)
     except StoreTestError as exc:
         return f"load error: {exc}"
     def answer(outcome: Any) -> Any:
@@ -76,6 +77,7 @@ def test_random_store_matches_the_cli(index: int, stores: list[tuple[int, Path, 
     seed, path, theirs = stores[index]
     ours = _ours(path)
     print(f"seed {seed}: {path}")
+    assert _ours(path, contextual="all") == ours, f"seed {seed}: contextual tuples change the answers"
     if isinstance(theirs, str) or isinstance(ours, str):
         assert isinstance(theirs, str) and isinstance(ours, str), (
             f"seed {seed}: load outcome differs\nCLI: {theirs}\nours: {ours}\n{path.read_text()}")
