@@ -78,6 +78,12 @@ def test_first_run_provisions_and_second_changes_nothing(tenant, auth_server, ca
     assert tenant.writes == writes  # nothing changed on the tenant
 
 
+def test_a_diverging_audience_setting_is_to_be_cleared(tenant, monkeypatch, capsys):
+    monkeypatch.setenv("ESPOMCP_AUTH_AUDIENCE", "https://old-api.example.com")
+    code, plan = run(capsys, "--dry-run")
+    assert code == 0 and plan["env"]["ESPOMCP_AUTH_AUDIENCE"] == ""
+
+
 def test_dry_run_reads_only(tenant, capsys):
     code, plan = run(capsys, "--dry-run", "--roles", "--set-default-audience")
     assert code == 0 and plan["dry_run"] is True

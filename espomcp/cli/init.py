@@ -116,7 +116,7 @@ def run_auth0(args: argparse.Namespace) -> int:
     except ProvisionError as exc:
         return _fail("auth0", exc)
     return _finish(f"Auth0 tenant {client.base}", items,
-                   environment(client, settings.public_url, settings.mcp_url), args)
+                   environment(client, settings.public_url, settings.auth_audience), args)
 
 
 def run_fga(args: argparse.Namespace) -> int:

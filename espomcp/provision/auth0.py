@@ -371,9 +371,10 @@ def _deep_merge(target: dict[str, Any], fragment: dict[str, Any]) -> None:
             target[key] = value
 
 
-def environment(client: ManagementClient, public_url: str, identifier: str) -> dict[str, str]:
-    """The ESPOMCP_* values that make espomcp trust this tenant for this API."""
+def environment(client: ManagementClient, public_url: str, audience_setting: str) -> dict[str, str]:
+    """The ESPOMCP_* values that make espomcp trust this tenant for the API ``public_url/mcp``;
+    ``ESPOMCP_AUTH_AUDIENCE`` is listed (empty) only when it is set to something else now."""
     env = {"ESPOMCP_AUTH_ISSUER": client.issuer, "ESPOMCP_PUBLIC_URL": public_url}
-    if identifier != public_url + "/mcp":
-        env["ESPOMCP_AUTH_AUDIENCE"] = identifier
+    if audience_setting and audience_setting != public_url + "/mcp":
+        env["ESPOMCP_AUTH_AUDIENCE"] = ""
     return env
