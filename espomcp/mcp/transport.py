@@ -134,6 +134,19 @@ def _header_lists() -> dict[str, list[str]]:
     return headers
 
 
+def read_capped(stream: Any, cap: int) -> bytes:
+    """Up to ``cap`` bytes of a body of unknown length (streams may return short reads)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < cap:
+        chunk = stream.read(cap - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 @bp.route("/mcp", methods=["GET", "POST", "DELETE", "PUT", "PATCH"])
 def mcp_endpoint() -> Response:
     svc = services()
@@ -179,7 +192,10 @@ def mcp_endpoint() -> Response:
             response.headers["Retry-After"] = str(retry_after)
             return response
 
-    raw = request.get_data(cache=False)
+    if request.content_length is None:  # chunked: Flask's cap would truncate, not refuse
+        raw = read_capped(request.environ["wsgi.input"], limit + 1)
+    else:
+        raw = request.get_data(cache=False)
     if len(raw) > limit:
         g.outcome = "too-large"
         return rpc_error(INVALID_REQUEST, f"Request body exceeds {limit} bytes", 413)
