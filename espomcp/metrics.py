@@ -45,7 +45,7 @@ class Metrics:
                                   **kwargs)
         gauge_kwargs = dict(kwargs)
         if self.multiprocess:
-            gauge_kwargs["multiprocess_mode"] = "max"
+            gauge_kwargs["multiprocess_mode"] = "livemostrecent"  # dead workers drop out (child_exit)
         self.outbox_depth = Gauge("espomcp_outbox_depth", "Tuple changes waiting to be retried",
                                   **gauge_kwargs)
 

@@ -77,6 +77,32 @@ def test_hooks_prepare_metrics_dir_and_stop_the_drainer(monkeypatch, tmp_path):
     conf["child_exit"](None, Worker())  # marks a dead pid without failing
 
 
+def test_child_exit_drops_a_dead_workers_outbox_gauge(tmp_path, monkeypatch):
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    directory = tmp_path / "prom"
+    directory.mkdir()
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(directory))
+    script = ("import os; from espomcp.metrics import Metrics; m = Metrics(); "
+              "m.outbox_depth.set(7); print(os.getpid())")
+    worker_pid = int(subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True,
+                                    capture_output=True, text=True).stdout)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+
+    def scrape() -> str:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(directory))
+        return generate_latest(registry).decode()
+
+    assert "espomcp_outbox_depth 7.0" in scrape()
+
+    class Worker:
+        pid = worker_pid
+
+    runpy.run_path(str(CONF))["child_exit"](None, Worker())
+    assert "espomcp_outbox_depth 7.0" not in scrape()
+
+
 @pytest.fixture
 def gunicorn_with_conf(tmp_path: Path, auth_server: Any, espocrm_server: Any) -> Iterator[str]:
     port = free_port()
