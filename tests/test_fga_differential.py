@@ -77,7 +77,8 @@ def test_random_store_matches_the_cli(index: int, stores: list[tuple[int, Path, 
     seed, path, theirs = stores[index]
     ours = _ours(path)
     print(f"seed {seed}: {path}")
-    assert _ours(path, contextual="all") == ours, f"seed {seed}: contextual tuples change the answers"
+    if not isinstance(ours, str):
+        assert _ours(path, contextual="all") == ours, f"seed {seed}: contextual tuples change the answers"
     if isinstance(theirs, str) or isinstance(ours, str):
         assert isinstance(theirs, str) and isinstance(ours, str), (
             f"seed {seed}: load outcome differs\nCLI: {theirs}\nours: {ours}\n{path.read_text()}")
