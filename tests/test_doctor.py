@@ -14,12 +14,14 @@ import pytest
 from espomcp import create_app
 from espomcp.cli import main
 from espomcp.fga.tuples import TupleKey
+from espomcp.provision.auth0 import Auth0Options, Auth0Provisioner, ManagementClient
 from espomcp.provision.doctor import run_checks
 from espomcp.provision.espocrm import EspoInit
 from espomcp.provision.report import Finding
 from espomcp.settings import Settings
 from espomcp.sync.outbox import Outbox
 from fakes.auth0 import FakeAuth0
+from fakes.auth0.management import MANAGEMENT_CLIENT_ID, MANAGEMENT_CLIENT_SECRET
 from fakes.espocrm import DEMO_API_KEY, FakeEspoCRM
 from fakes.server import ServerThread, free_port
 from tests.fixtures.fga_backends import fga_model_json
@@ -58,6 +60,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         auth.stop()
 
 
+def check(settings: Settings, **kwargs: Any) -> list[Finding]:
+    """``run_checks`` without Management API credentials from the environment."""
+    kwargs.setdefault("env", {})
+    return run_checks(settings, **kwargs)
+
+
 def by_check(findings: list[Finding]) -> dict[str, Finding]:
     return {f.check: f for f in findings}
 
@@ -67,7 +75,7 @@ def failed(findings: list[Finding]) -> list[str]:
 
 
 def test_good_configuration_passes_everything(stack):
-    findings = run_checks(stack.settings)
+    findings = check(stack.settings)
     assert failed(findings) == []
     checks = by_check(findings)
     for name in ("issuer discovery", "JWKS", "token audience", "protected resource metadata",
@@ -76,11 +84,24 @@ def test_good_configuration_passes_everything(stack):
         assert name in checks
     assert all(f"EspoCRM read access: {t}" in checks for t in stack.settings.entity_types)
     assert "demo-2026-a" in checks["JWKS"].detail
-    assert "protected resource metadata" not in by_check(run_checks(stack.settings, offline=True))
+    assert "protected resource metadata" not in by_check(check(stack.settings, offline=True))
+
+
+def test_auth0_tenant_checked_with_management_credentials(stack):
+    env = {"AUTH0_CLIENT_ID": MANAGEMENT_CLIENT_ID, "AUTH0_CLIENT_SECRET": MANAGEMENT_CLIENT_SECRET}
+    before = by_check(check(stack.settings, offline=True, env=env))["Auth0 tenant"]
+    assert not before.ok and f"API {stack.settings.mcp_url}" in before.detail
+    assert before.fix.startswith("espomcp init auth0")
+    client = ManagementClient(stack.auth.url, MANAGEMENT_CLIENT_ID, MANAGEMENT_CLIENT_SECRET)
+    Auth0Provisioner(client, stack.settings.mcp_url, Auth0Options()).apply()
+    after = check(stack.settings, offline=True, env=env)
+    assert failed(after) == [] and by_check(after)["Auth0 tenant"].ok
+    wrong = by_check(check(stack.settings, offline=True, env={**env, "AUTH0_CLIENT_SECRET": "x"}))
+    assert not wrong["Auth0 tenant"].ok and "refused" in wrong["Auth0 tenant"].detail
 
 
 def test_wrong_issuer(stack):
-    findings = by_check(run_checks(stack.variant(auth_issuer=stack.auth.url.rstrip("/"))))
+    findings = by_check(check(stack.variant(auth_issuer=stack.auth.url.rstrip("/"))))
     issuer = findings["issuer discovery"]
     assert not issuer.ok and "byte-identical" in issuer.detail
     assert issuer.fix == f"set ESPOMCP_AUTH_ISSUER={stack.auth.url}"
@@ -88,16 +109,16 @@ def test_wrong_issuer(stack):
 
 
 def test_unreachable_issuer_and_bad_jwks(stack):
-    findings = by_check(run_checks(stack.variant(auth_issuer="http://127.0.0.1:9/"), offline=True))
+    findings = by_check(check(stack.variant(auth_issuer="http://127.0.0.1:9/"), offline=True))
     assert not findings["issuer discovery"].ok and "unreachable" in findings["issuer discovery"].detail
     assert "trailing slash" in findings["issuer discovery"].fix
-    jwks = by_check(run_checks(stack.variant(auth_jwks_url=stack.auth.url + "nope.json"),
+    jwks = by_check(check(stack.variant(auth_jwks_url=stack.auth.url + "nope.json"),
                                offline=True))["JWKS"]
     assert not jwks.ok and "answered 404" in jwks.detail and "ESPOMCP_AUTH_JWKS_URL" in jwks.fix
 
 
 def test_wrong_audience(stack):
-    findings = by_check(run_checks(stack.variant(auth_audience="https://other.example.com/mcp"),
+    findings = by_check(check(stack.variant(auth_audience="https://other.example.com/mcp"),
                                    offline=True))
     audience = findings["token audience"]
     assert not audience.ok and "every token will be refused" in audience.detail
@@ -105,7 +126,7 @@ def test_wrong_audience(stack):
 
 
 def test_wrong_resource(stack):
-    findings = by_check(run_checks(stack.variant(public_url=f"http://localhost:{stack.port}")))
+    findings = by_check(check(stack.variant(public_url=f"http://localhost:{stack.port}")))
     prm = findings["protected resource metadata"]
     assert not prm.ok
     assert f"announces resource 'http://127.0.0.1:{stack.port}/mcp'" in prm.detail
@@ -113,7 +134,7 @@ def test_wrong_resource(stack):
 
 
 def test_server_not_running(stack):
-    prm = by_check(run_checks(stack.variant(public_url="http://127.0.0.1:9")))[
+    prm = by_check(check(stack.variant(public_url="http://127.0.0.1:9")))[
         "protected resource metadata"]
     assert not prm.ok and "--offline" in prm.fix
 
@@ -125,7 +146,7 @@ def test_model_lacking_a_relation(stack, tmp_path: Path):
     del contact["metadata"]["relations"]["can_assign"]
     path = tmp_path / "model.json"
     path.write_text(json.dumps(model), encoding="utf-8")
-    findings = by_check(run_checks(stack.variant(fga_model_path=path, data_dir=tmp_path / "d"),
+    findings = by_check(check(stack.variant(fga_model_path=path, data_dir=tmp_path / "d"),
                                    offline=True))
     assert not findings["FGA model"].ok
     assert findings["FGA model"].detail == "missing: contact#can_assign"
@@ -133,7 +154,7 @@ def test_model_lacking_a_relation(stack, tmp_path: Path):
 
 
 def test_fga_backend_down(stack):
-    findings = by_check(run_checks(stack.variant(
+    findings = by_check(check(stack.variant(
         fga_backend="openfga", fga_api_url="http://127.0.0.1:9",
         fga_store_id="01HZZZZZZZZZZZZZZZZZZZZZZZ", fga_timeout_seconds=1.0), offline=True))
     assert not findings["FGA backend"].ok and "init fga" in findings["FGA backend"].fix
@@ -141,7 +162,7 @@ def test_fga_backend_down(stack):
 
 
 def test_espocrm_bad_key(stack):
-    findings = run_checks(stack.variant(espocrm_api_key="wrong"), offline=True)
+    findings = check(stack.variant(espocrm_api_key="wrong"), offline=True)
     account = by_check(findings)["EspoCRM service account"]
     assert not account.ok and "(401)" in account.detail and "API Users" in account.fix
     assert "EspoCRM webhooks" not in by_check(findings)
@@ -149,7 +170,7 @@ def test_espocrm_bad_key(stack):
 
 
 def test_webhooks_missing(stack, tmp_path):
-    hooks = by_check(run_checks(stack.variant(data_dir=tmp_path / "fresh"), offline=True))[
+    hooks = by_check(check(stack.variant(data_dir=tmp_path / "fresh"), offline=True))[
         "EspoCRM webhooks"]
     assert not hooks.ok and "not registered" in hooks.detail
     assert hooks.fix == "espomcp webhooks register (or espomcp init espocrm)"
@@ -159,13 +180,14 @@ def test_outbox_not_empty(stack, tmp_path):
     data_dir = tmp_path / "queued"
     Outbox(data_dir / "outbox.sqlite3").enqueue([TupleKey("user:x", "owner", "account:y", None)],
                                                 error="FGA down")
-    outbox = by_check(run_checks(stack.variant(data_dir=data_dir), offline=True))["outbox"]
+    outbox = by_check(check(stack.variant(data_dir=data_dir), offline=True))["outbox"]
     assert not outbox.ok and outbox.detail.startswith("1 tuple change(s) waiting")
     assert "reconcile --fix" in outbox.fix
 
 
 def test_cli_exit_codes_and_json(stack, monkeypatch, capsys):
     s = stack.settings
+    monkeypatch.delenv("AUTH0_CLIENT_ID", raising=False)
     for key, value in {"ESPOMCP_PUBLIC_URL": s.public_url, "ESPOMCP_AUTH_ISSUER": s.auth_issuer,
                        "ESPOMCP_ESPOCRM_URL": s.espocrm_url, "ESPOMCP_ESPOCRM_API_KEY": DEMO_API_KEY,
                        "ESPOMCP_DATA_DIR": str(s.data_dir)}.items():

@@ -1,8 +1,9 @@
 """``espomcp doctor [--offline] [--json]``: check a configuration end to end, with fixes.
 
-Checks the issuer's discovery document and JWKS, the running server's protected resource
-metadata (skipped with ``--offline``), the FGA model and backend, the EspoCRM service account,
-the webhooks and the outbox. Exit code 0 when every check passes, 1 otherwise.
+Checks the issuer's discovery document and JWKS, the Auth0 tenant (only when the Management
+API credentials of ``init auth0`` are in AUTH0_CLIENT_ID/AUTH0_CLIENT_SECRET), the running
+server's protected resource metadata (skipped with ``--offline``), the FGA model and backend,
+the EspoCRM service account, the webhooks and the outbox. Exit code 0 when every check passes, 1 otherwise.
 """
 
 from __future__ import annotations

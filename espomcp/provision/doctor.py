@@ -1,6 +1,7 @@
 """``espomcp doctor``: check a configuration end to end; every failed check says how to fix it.
 
-Order: identity (discovery document and its issuer, JWKS, audience = MCP URL, the running
+Order: identity (discovery document and its issuer, JWKS, audience = MCP URL, the Auth0
+tenant's API and settings when ``AUTH0_CLIENT_ID``/``AUTH0_CLIENT_SECRET`` are set, the running
 server's protected resource metadata), FGA (backend health, model relations the tools need),
 EspoCRM (service account and read access, webhooks registered), outbox empty. A check never
 raises: unexpected failures become failed findings.
@@ -8,11 +9,14 @@ raises: unexpected failures become failed findings.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
+from espomcp.provision.auth0 import DEFAULT_CONNECTION
 from espomcp.provision.report import Finding
 from espomcp.settings import Settings
 
@@ -23,14 +27,18 @@ ISSUER_FIX = ("set ESPOMCP_AUTH_ISSUER to the tenant's issuer, e.g. https://TENA
               "(with the trailing slash)")
 
 
-def run_checks(settings: Settings, *, offline: bool = False,
-               session: requests.Session | None = None) -> list[Finding]:
-    """Every check, in order (see the module docstring)."""
+def run_checks(settings: Settings, *, offline: bool = False, session: requests.Session | None = None,
+               env: Mapping[str, str] | None = None) -> list[Finding]:
+    """Every check, in order (see the module docstring); ``env`` (default: the process
+    environment) may hold the Management API credentials of ``init auth0``."""
     http = session or requests.Session()
+    env = os.environ if env is None else env
     findings: list[Finding] = []
     discovery = _guard(findings, "issuer", lambda: check_issuer(settings, http, findings))
     _guard(findings, "JWKS", lambda: findings.append(check_jwks(settings, http, discovery)))
     findings.append(check_audience(settings))
+    if env.get("AUTH0_CLIENT_ID") and env.get("AUTH0_CLIENT_SECRET"):
+        _guard(findings, "Auth0 tenant", lambda: findings.append(check_auth0_tenant(settings, env)))
     if not offline:
         _guard(findings, "protected resource metadata",
                lambda: findings.append(check_protected_resource(settings, http)))
@@ -120,6 +128,29 @@ def check_audience(settings: Settings) -> Finding:
                        "leave ESPOMCP_AUTH_AUDIENCE empty and make the Auth0 API identifier the "
                        "MCP URL (espomcp init auth0)")
     return Finding("token audience", True, f"tokens must be issued for {settings.mcp_url}")
+
+
+def check_auth0_tenant(settings: Settings, env: Mapping[str, str]) -> Finding:
+    """With Management API credentials: the API, tenant settings and connection ``init auth0``
+    manages are as espomcp needs them (a dry run that would change nothing)."""
+    from espomcp.provision.auth0 import Auth0Options, Auth0Provisioner, ManagementClient
+    from espomcp.provision.report import ProvisionError
+
+    parts = urlsplit(settings.auth_issuer)
+    domain = env.get("AUTH0_DOMAIN") or f"{parts.scheme}://{parts.netloc}"
+    options = Auth0Options(connection=env.get("AUTH0_CONNECTION") or DEFAULT_CONNECTION)
+    try:
+        client = ManagementClient(domain, env["AUTH0_CLIENT_ID"], env["AUTH0_CLIENT_SECRET"])
+        items = Auth0Provisioner(client, settings.mcp_url, options, dry_run=True).apply()
+    except ProvisionError as exc:
+        return Finding("Auth0 tenant", False, exc.message, "fix the Management API access, then "
+                       "espomcp init auth0")
+    pending = [f"{i.kind} {i.name}" for i in items if i.action in ("create", "update")]
+    if pending:
+        return Finding("Auth0 tenant", False, "not as espomcp needs it: " + "; ".join(pending),
+                       "espomcp init auth0 (--dry-run shows the changes)")
+    return Finding("Auth0 tenant", True, f"API {settings.mcp_url}, tenant settings and the login "
+                   "connection are as espomcp needs them")
 
 
 def check_protected_resource(settings: Settings, http: requests.Session) -> Finding:
