@@ -30,10 +30,12 @@ def gunicorn_server(tmp_path: Path, auth_server: Any, espocrm_server: Any) -> It
         "ESPOMCP_ESPOCRM_API_KEY": DEMO_API_KEY,
         "ESPOMCP_DATA_DIR": str(tmp_path / "data"),
     })
+    log_path = tmp_path / "gunicorn.log"
+    log_file = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
          "--graceful-timeout", "5", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -46,7 +48,7 @@ def gunicorn_server(tmp_path: Path, auth_server: Any, espocrm_server: Any) -> It
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start: "
-                                   + (proc.stderr.read().decode()[-2000:] if proc.stderr else ""))
+                                   + log_path.read_text(errors="replace")[-2000:])
             time.sleep(0.1)
         yield url
     finally:
@@ -55,6 +57,8 @@ def gunicorn_server(tmp_path: Path, auth_server: Any, espocrm_server: Any) -> It
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=10)
+        log_file.close()
 
 
 def test_gunicorn_two_workers_serve_tools(gunicorn_server, mint_token):
