@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *,
     from espomcp.tools import register_tools
 
     register_tools(svc)
+    _require_model_relations(svc)
     transport.init_app(app, svc)
     from espomcp import sync
 
@@ -79,7 +80,6 @@ def _init_fga(svc: Services) -> None:
 
     svc.fga = build_backend(svc.settings)
     svc.readiness["fga"] = svc.fga.health
-    _require_model_relations(svc)
     outbox = Outbox.from_settings(svc.settings)
     svc.outbox = TupleWriter(outbox)
     svc.extras["outbox"] = outbox
@@ -113,7 +113,7 @@ def _require_model_relations(svc: Services) -> None:
         log.error("cannot read the FGA model at start-up (%s); every decision is denied "
                   "until the backend answers", exc)
         return
-    missing = missing_relations(model, svc.settings.entity_types)
+    missing = missing_relations(model, svc.registry, svc.settings.entity_types)
     if missing:
         raise ConfigError("the FGA authorization model lacks relations the tools need: "
                           + ", ".join(missing) + " (fix fga/model.fga or "

@@ -75,7 +75,9 @@ class Tool:
 
     ``required_scopes(arguments)`` names the OAuth scopes a call needs (checked at the HTTP
     layer before any CRM call, so clients can step up); ``visible_with`` lists scopes of which
-    any one makes the tool appear in ``tools/list`` (empty = always listed).
+    any one makes the tool appear in ``tools/list`` (empty = always listed);
+    ``relations`` names the FGA permissions the tool checks on records of the entity types
+    its ``entity_type`` argument accepts (the server refuses to start if the model lacks one).
     """
 
     name: str
@@ -87,6 +89,12 @@ class Tool:
     output_schema: JsonObject | None = None
     required_scopes: ScopeRule = no_scopes
     visible_with: frozenset[str] = frozenset()
+    relations: tuple[str, ...] = ()
+
+    def entity_types(self) -> list[str]:
+        """The entity types the ``entity_type`` argument accepts (empty if it has none)."""
+        prop = (self.input_schema.get("properties") or {}).get("entity_type") or {}
+        return list(prop.get("enum") or [])
 
     def definition(self) -> JsonObject:
         data: JsonObject = {

@@ -30,17 +30,28 @@ BULK_OUTPUT: JsonObject = {
         "entity_type": {"type": "string"},
         "succeeded": {"type": "integer"},
         "failed": {"type": "integer"},
-        "results": {"type": "array", "items": {"type": "object", "properties": {
-            "index": {"type": "integer"}, "ok": {"type": "boolean"},
-            "id": {"type": ["string", "null"]}, "error": {"type": "string"},
-            "result": {"type": "object"}}, "required": ["index", "ok"]}},
+        "results": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "ok": {"type": "boolean"},
+                    "id": {"type": ["string", "null"]},
+                    "error": {"type": "string"},
+                    "result": {"type": "object"},
+                },
+                "required": ["index", "ok"],
+            },
+        },
     },
     "required": ["entity_type", "succeeded", "failed", "results"],
 }
 
 
-def _run(entity_type: str, items: list[Any],
-         one: Callable[[int, Any], tuple[str | None, JsonObject]]) -> JsonObject:
+def _run(
+    entity_type: str, items: list[Any], one: Callable[[int, Any], tuple[str | None, JsonObject]]
+) -> JsonObject:
     results = []
     for index, item in enumerate(items):
         try:
@@ -53,8 +64,12 @@ def _run(entity_type: str, items: list[Any],
             entry = {"index": index, "ok": False, "id": _item_id(item), "error": exc.message}
         results.append(entry)
     succeeded = sum(1 for r in results if r["ok"])
-    return {"entity_type": entity_type, "succeeded": succeeded,
-            "failed": len(results) - succeeded, "results": results}
+    return {
+        "entity_type": entity_type,
+        "succeeded": succeeded,
+        "failed": len(results) - succeeded,
+        "results": results,
+    }
 
 
 def _item_id(item: Any) -> str | None:
@@ -62,8 +77,7 @@ def _item_id(item: Any) -> str | None:
     return value if isinstance(value, str) and len(value) <= 64 else None
 
 
-def _checked_ids(authz: Authorizer, relation: str, entity_type: str,
-                 ids: list[Any]) -> dict[int, bool]:
+def _checked_ids(authz: Authorizer, relation: str, entity_type: str, ids: list[Any]) -> dict[int, bool]:
     """Validate ids and batch-check them in one FGA call: index → allowed (absent = bad id)."""
     valid: dict[int, str] = {}
     for index, value in enumerate(ids):
@@ -98,8 +112,10 @@ def bulk_update_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
         if index not in allowed:
             raise ToolError(f"invalid id {str(item.get('id'))[:64]!r}")
         if not allowed[index]:
-            raise ToolError(f"Permission denied: you may not write {entity_type} {item['id']} "
-                            "(missing permission 'can_write'; it may also not exist).")
+            raise ToolError(
+                f"Permission denied: you may not write {entity_type} {item['id']} "
+                "(missing permission 'can_write'; it may also not exist)."
+            )
         return item["id"], update_one(ctx, authz, entity_type, item["id"], dict(item["data"]))
 
     return _run(entity_type, items, one)
@@ -115,8 +131,10 @@ def bulk_delete_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
         if index not in allowed:
             raise ToolError(f"invalid id {str(record_id)[:64]!r}")
         if not allowed[index]:
-            raise ToolError(f"Permission denied: you may not delete {entity_type} {record_id} "
-                            "(missing permission 'can_delete'; it may also not exist).")
+            raise ToolError(
+                f"Permission denied: you may not delete {entity_type} {record_id} "
+                "(missing permission 'can_delete'; it may also not exist)."
+            )
         return record_id, delete_one(ctx, authz, entity_type, record_id)
 
     return _run(entity_type, ids, one)
@@ -132,14 +150,22 @@ def tools(svc: Services) -> list[Tool]:
             description=f"Create up to {MAX_ITEMS} records of one entity type. Each item "
             "succeeds or fails on its own; results list the outcome per item (duplicates are "
             "reported, not created, unless skip_duplicate_check=true).",
-            input_schema={"type": "object", "properties": {
-                "entity_type": etype,
-                "records": {"type": "array", "items": DATA_SCHEMA, "minItems": 1,
-                            "maxItems": MAX_ITEMS},
-                "skip_duplicate_check": {"type": "boolean", "default": False}},
-                "required": ["entity_type", "records"], "additionalProperties": False},
-            output_schema=BULK_OUTPUT, handler=bulk_create_records, annotations=WRITE,
-            required_scopes=scopes_of("write"), visible_with=any_scope(types, "write"),
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "entity_type": etype,
+                    "records": {"type": "array", "items": DATA_SCHEMA, "minItems": 1, "maxItems": MAX_ITEMS},
+                    "skip_duplicate_check": {"type": "boolean", "default": False},
+                },
+                "required": ["entity_type", "records"],
+                "additionalProperties": False,
+            },
+            output_schema=BULK_OUTPUT,
+            handler=bulk_create_records,
+            relations=("can_read",),
+            annotations=WRITE,
+            required_scopes=scopes_of("write"),
+            visible_with=any_scope(types, "write"),
         ),
         Tool(
             name="bulk_update_records",
@@ -147,27 +173,51 @@ def tools(svc: Services) -> list[Tool]:
             description=f"Apply partial updates to up to {MAX_ITEMS} records of one entity "
             "type; each item is {id, data}. Permissions are checked for all items at once; "
             "results list the outcome per item.",
-            input_schema={"type": "object", "properties": {
-                "entity_type": etype,
-                "items": {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS, "items": {
-                    "type": "object", "properties": {"id": ID_SCHEMA, "data": DATA_SCHEMA},
-                    "required": ["id", "data"], "additionalProperties": False}}},
-                "required": ["entity_type", "items"], "additionalProperties": False},
-            output_schema=BULK_OUTPUT, handler=bulk_update_records,
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "entity_type": etype,
+                    "items": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_ITEMS,
+                        "items": {
+                            "type": "object",
+                            "properties": {"id": ID_SCHEMA, "data": DATA_SCHEMA},
+                            "required": ["id", "data"],
+                            "additionalProperties": False,
+                        },
+                    },
+                },
+                "required": ["entity_type", "items"],
+                "additionalProperties": False,
+            },
+            output_schema=BULK_OUTPUT,
+            handler=bulk_update_records,
+            relations=("can_write", "can_assign"),
             annotations=IDEMPOTENT_WRITE,
-            required_scopes=scopes_of("write"), visible_with=any_scope(types, "write"),
+            required_scopes=scopes_of("write"),
+            visible_with=any_scope(types, "write"),
         ),
         Tool(
             name="bulk_delete_records",
             title="Delete several records",
             description=f"Delete up to {MAX_ITEMS} records of one entity type permanently. "
             "Permissions are checked for all at once; results list the outcome per item.",
-            input_schema={"type": "object", "properties": {
-                "entity_type": etype,
-                "ids": {"type": "array", "items": ID_SCHEMA, "minItems": 1,
-                        "maxItems": MAX_ITEMS}},
-                "required": ["entity_type", "ids"], "additionalProperties": False},
-            output_schema=BULK_OUTPUT, handler=bulk_delete_records, annotations=DESTRUCTIVE,
-            required_scopes=scopes_of("delete"), visible_with=any_scope(types, "delete"),
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "entity_type": etype,
+                    "ids": {"type": "array", "items": ID_SCHEMA, "minItems": 1, "maxItems": MAX_ITEMS},
+                },
+                "required": ["entity_type", "ids"],
+                "additionalProperties": False,
+            },
+            output_schema=BULK_OUTPUT,
+            handler=bulk_delete_records,
+            relations=("can_delete",),
+            annotations=DESTRUCTIVE,
+            required_scopes=scopes_of("delete"),
+            visible_with=any_scope(types, "delete"),
         ),
     ]

@@ -15,8 +15,18 @@ if TYPE_CHECKING:
     from espomcp.services import Services
 
 METADATA_TTL_SECONDS = 600
-FIELD_KEYS = ("type", "required", "options", "readOnly", "maxLength", "min", "max", "default",
-              "entity", "entityList")
+FIELD_KEYS = (
+    "type",
+    "required",
+    "options",
+    "readOnly",
+    "maxLength",
+    "min",
+    "max",
+    "default",
+    "entity",
+    "entityList",
+)
 
 
 class MetadataCache:
@@ -48,13 +58,15 @@ def list_entity_types(ctx: ToolContext, args: JsonObject) -> JsonObject:
     types = []
     for name in ctx.services.settings.entity_types:
         writable = name not in READ_ONLY_ENTITY_TYPES and not ctx.services.settings.read_only
-        types.append({
-            "entity_type": name,
-            "you_may_read": scope_for(name, "read") in scopes,
-            "you_may_write": writable and scope_for(name, "write") in scopes,
-            "you_may_delete": writable and scope_for(name, "delete") in scopes,
-            "read_only": not writable,
-        })
+        types.append(
+            {
+                "entity_type": name,
+                "you_may_read": scope_for(name, "read") in scopes,
+                "you_may_write": writable and scope_for(name, "write") in scopes,
+                "you_may_delete": writable and scope_for(name, "delete") in scopes,
+                "read_only": not writable,
+            }
+        )
     return {"entity_types": types}
 
 
@@ -83,9 +95,13 @@ def tools(svc: Services) -> list[Tool]:
             description="List the kinds of EspoCRM records available here (Account, Contact, "
             "Lead, …) and whether your permissions let you read, write or delete each.",
             input_schema={"type": "object", "properties": {}, "additionalProperties": False},
-            output_schema={"type": "object", "properties": {"entity_types": {
-                "type": "array", "items": {"type": "object"}}}, "required": ["entity_types"]},
-            handler=list_entity_types, annotations=READ,
+            output_schema={
+                "type": "object",
+                "properties": {"entity_types": {"type": "array", "items": {"type": "object"}}},
+                "required": ["entity_types"],
+            },
+            handler=list_entity_types,
+            annotations=READ,
         ),
         Tool(
             name="describe_entity",
@@ -93,13 +109,23 @@ def tools(svc: Services) -> list[Tool]:
             description="Show the fields of an EspoCRM entity type (attribute names, types, "
             "required flags, enum options) and its links to other types. Use it before "
             "filtering, creating or updating records.",
-            input_schema={"type": "object", "properties": {
-                "entity_type": entity_type_schema(types)},
-                "required": ["entity_type"], "additionalProperties": False},
-            output_schema={"type": "object", "properties": {
-                "entity_type": {"type": "string"}, "fields": {"type": "object"},
-                "links": {"type": "object"}}, "required": ["entity_type", "fields", "links"]},
-            handler=describe_entity, annotations=READ,
+            input_schema={
+                "type": "object",
+                "properties": {"entity_type": entity_type_schema(types)},
+                "required": ["entity_type"],
+                "additionalProperties": False,
+            },
+            output_schema={
+                "type": "object",
+                "properties": {
+                    "entity_type": {"type": "string"},
+                    "fields": {"type": "object"},
+                    "links": {"type": "object"},
+                },
+                "required": ["entity_type", "fields", "links"],
+            },
+            handler=describe_entity,
+            annotations=READ,
             required_scopes=scopes_of("read"),
         ),
     ]

@@ -46,8 +46,7 @@ def writable_types(settings: Settings) -> list[str]:
 
 
 def entity_type_schema(types: list[str], what: str = "records") -> JsonObject:
-    return {"type": "string", "enum": types,
-            "description": f"EspoCRM entity type of the {what}"}
+    return {"type": "string", "enum": types, "description": f"EspoCRM entity type of the {what}"}
 
 
 def scopes_of(action: Action, key: str = "entity_type") -> Callable[[JsonObject], frozenset[str]]:
@@ -87,13 +86,17 @@ def crm_errors(ctx: ToolContext) -> Iterator[None]:
         raise
     except ServiceAccountError as exc:
         ctx.audit.update(decision="error", layer="crm", reason="service account rejected")
-        raise ToolError("The server's connection to EspoCRM is misconfigured (its service "
-                        "account was refused). This is not your fault: please tell the "
-                        "administrator.") from exc
+        raise ToolError(
+            "The server's connection to EspoCRM is misconfigured (its service "
+            "account was refused). This is not your fault: please tell the "
+            "administrator."
+        ) from exc
     except Unavailable as exc:
         ctx.audit.update(decision="error", layer="crm", reason="unavailable")
-        raise ToolError(f"EspoCRM is unavailable right now ({exc.message}); nothing was "
-                        "changed by this call. Try again shortly.") from exc
+        raise ToolError(
+            f"EspoCRM is unavailable right now ({exc.message}); nothing was "
+            "changed by this call. Try again shortly."
+        ) from exc
     except EspoError as exc:
         ctx.audit.update(decision="error", layer="crm", reason=exc.message[:300])
         data = {k: v for k, v in vars(exc).items() if k in ("field", "type") and v}

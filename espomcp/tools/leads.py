@@ -15,8 +15,11 @@ from espomcp.tools.records import _clean_data, _id
 if TYPE_CHECKING:
     from espomcp.services import Services
 
-CREATED_KEYS = {"Account": "createdAccountId", "Contact": "createdContactId",
-                "Opportunity": "createdOpportunityId"}
+CREATED_KEYS = {
+    "Account": "createdAccountId",
+    "Contact": "createdContactId",
+    "Opportunity": "createdOpportunityId",
+}
 ARG_TYPES = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity"}
 
 
@@ -45,14 +48,21 @@ def convert_lead(ctx: ToolContext, args: JsonObject) -> JsonObject:
     try:
         with crm_errors(ctx):
             before = crm.get_record("Lead", lead_id)
-            lead = crm.convert_lead(lead_id, records,
-                                    skip_duplicate_check=bool(args.get("skip_duplicate_check")))
-            created = {t: crm.get_record(t, lead[key]) for t, key in CREATED_KEYS.items()
-                       if t in records and lead.get(key)}
+            lead = crm.convert_lead(
+                lead_id, records, skip_duplicate_check=bool(args.get("skip_duplicate_check"))
+            )
+            created = {
+                t: crm.get_record(t, lead[key])
+                for t, key in CREATED_KEYS.items()
+                if t in records and lead.get(key)
+            }
     except Duplicate as exc:
-        return {"converted": False, "message": "Similar records already exist, so the lead "
-                "was not converted. Call again with skip_duplicate_check=true to convert "
-                f"anyway. ({len(exc.records)} similar record(s).)"}
+        return {
+            "converted": False,
+            "message": "Similar records already exist, so the lead "
+            "was not converted. Call again with skip_duplicate_check=true to convert "
+            f"anyway. ({len(exc.records)} similar record(s).)",
+        }
     permissions = [sync_record(ctx, "Lead", before, lead)]
     permissions += [sync_record(ctx, t, None, r, owner_id=user.id) for t, r in created.items()]
     synced = all(p["synced"] for p in permissions)
@@ -60,32 +70,49 @@ def convert_lead(ctx: ToolContext, args: JsonObject) -> JsonObject:
         "converted": True,
         "lead": present(ctx.services, "Lead", lead),
         "created": {t.lower(): present(ctx.services, t, r) for t, r in created.items()},
-        "permissions": {"synced": synced,
-                        "message": "; ".join(p["message"] for p in permissions)},
+        "permissions": {"synced": synced, "message": "; ".join(p["message"] for p in permissions)},
     }
 
 
 def tools(svc: Services) -> list[Tool]:
     data = {"type": "object", "maxProperties": 100}
-    return [Tool(
-        name="convert_lead",
-        title="Convert a lead",
-        description="Convert a lead into a new account, contact and/or opportunity (give the "
-        "field values of each record to create). The lead becomes Converted and links to the "
-        "new records, which are assigned to you.",
-        input_schema={"type": "object", "properties": {
-            "lead_id": ID_SCHEMA,
-            "account": {**data, "description": "Fields of the account to create, e.g. name"},
-            "contact": {**data, "description": "Fields of the contact, e.g. lastName"},
-            "opportunity": {**data, "description": "Fields of the opportunity: name, amount, "
-                            "closeDate (YYYY-MM-DD)"},
-            "skip_duplicate_check": {"type": "boolean", "default": False}},
-            "required": ["lead_id"], "additionalProperties": False},
-        output_schema={"type": "object", "properties": {
-            "converted": {"type": "boolean"}, "lead": RECORD_SCHEMA,
-            "created": {"type": "object"}, "permissions": PERMISSIONS_SCHEMA,
-            "message": {"type": "string"}}, "required": ["converted"]},
-        handler=convert_lead, annotations=WRITE,
-        required_scopes=required_scopes,
-        visible_with=frozenset({scope_for("Lead", "write")}),
-    )]
+    return [
+        Tool(
+            name="convert_lead",
+            title="Convert a lead",
+            description="Convert a lead into a new account, contact and/or opportunity (give the "
+            "field values of each record to create). The lead becomes Converted and links to the "
+            "new records, which are assigned to you.",
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "lead_id": ID_SCHEMA,
+                    "account": {**data, "description": "Fields of the account to create, e.g. name"},
+                    "contact": {**data, "description": "Fields of the contact, e.g. lastName"},
+                    "opportunity": {
+                        **data,
+                        "description": "Fields of the opportunity: name, amount, closeDate (YYYY-MM-DD)",
+                    },
+                    "skip_duplicate_check": {"type": "boolean", "default": False},
+                },
+                "required": ["lead_id"],
+                "additionalProperties": False,
+            },
+            output_schema={
+                "type": "object",
+                "properties": {
+                    "converted": {"type": "boolean"},
+                    "lead": RECORD_SCHEMA,
+                    "created": {"type": "object"},
+                    "permissions": PERMISSIONS_SCHEMA,
+                    "message": {"type": "string"},
+                },
+                "required": ["converted"],
+            },
+            handler=convert_lead,
+            relations=("can_write",),
+            annotations=WRITE,
+            required_scopes=required_scopes,
+            visible_with=frozenset({scope_for("Lead", "write")}),
+        )
+    ]

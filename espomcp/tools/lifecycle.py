@@ -20,8 +20,14 @@ if TYPE_CHECKING:
     from espomcp.mcp.registry import ToolContext
 
 
-def sync_record(ctx: ToolContext, entity_type: str, before: dict[str, Any] | None,
-                after: dict[str, Any] | None, *, owner_id: str | None = None) -> dict[str, Any]:
+def sync_record(
+    ctx: ToolContext,
+    entity_type: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    *,
+    owner_id: str | None = None,
+) -> dict[str, Any]:
     """Make the FGA store hold what ``after`` (None = deleted) implies; report it.
 
     ``owner_id`` names the person who created the record through a tool (EspoCRM records
@@ -49,6 +55,9 @@ def report(ctx: ToolContext, outcome: WriteOutcome) -> dict[str, Any]:
     if outcome.applied:
         return {"synced": True, "message": outcome.message}
     ctx.audit["permissions"] = "queued" if outcome.queued else "rejected"
-    return {"synced": False, "message": "The CRM change succeeded, but recording who may "
-            f"access it is delayed: {outcome.message}. Until then the new access may not "
-            "apply."}
+    return {
+        "synced": False,
+        "message": "The CRM change succeeded, but recording who may "
+        f"access it is delayed: {outcome.message}. Until then the new access may not "
+        "apply.",
+    }

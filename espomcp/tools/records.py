@@ -63,8 +63,9 @@ def get_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
     return {"record": present(ctx.services, entity_type, record)}
 
 
-def create_one(ctx: ToolContext, entity_type: str, data: JsonObject,
-               skip_duplicate_check: bool, authz: Authorizer) -> JsonObject:
+def create_one(
+    ctx: ToolContext, entity_type: str, data: JsonObject, skip_duplicate_check: bool, authz: Authorizer
+) -> JsonObject:
     """Create a record assigned to the caller (and their default team) like EspoCRM would."""
     user = authz.user
     data = _clean_data(data)
@@ -77,14 +78,14 @@ def create_one(ctx: ToolContext, entity_type: str, data: JsonObject,
         _require_assignable(authz, assigned)
     try:
         with crm_errors(ctx):
-            record = ctx.services.crm.create_record(entity_type, data,
-                                                    skip_duplicate_check=skip_duplicate_check)
+            record = ctx.services.crm.create_record(
+                entity_type, data, skip_duplicate_check=skip_duplicate_check
+            )
     except Duplicate as exc:
         return _duplicates(ctx, authz, entity_type, exc)
     permissions = sync_record(ctx, entity_type, None, record, owner_id=user.id)
     ctx.audit["record_id"] = record.get("id")
-    return {"created": True, "record": present(ctx.services, entity_type, record),
-            "permissions": permissions}
+    return {"created": True, "record": present(ctx.services, entity_type, record), "permissions": permissions}
 
 
 def _require_assignable(authz: Authorizer, user_id: str) -> None:
@@ -95,33 +96,37 @@ def _require_assignable(authz: Authorizer, user_id: str) -> None:
         raise ToolError("You may only assign records to yourself.")
     manages = authz.check_many("can_assign", [("Team", t) for t in teams])
     if not any(manages):
-        raise ToolError("You may only assign records to yourself; assigning to others needs "
-                        "a team manager or an administrator.", {"assignedUserId": user_id})
+        raise ToolError(
+            "You may only assign records to yourself; assigning to others needs "
+            "a team manager or an administrator.",
+            {"assignedUserId": user_id},
+        )
 
 
-def _duplicates(ctx: ToolContext, authz: Authorizer, entity_type: str,
-                exc: Duplicate) -> JsonObject:
+def _duplicates(ctx: ToolContext, authz: Authorizer, entity_type: str, exc: Duplicate) -> JsonObject:
     candidates = [r for r in exc.records if r.get("id")]
     flags = authz.check_many("can_read", [(entity_type, str(r["id"])) for r in candidates])
-    visible = [present(ctx.services, entity_type, r)
-               for r, ok in zip(candidates, flags, strict=True) if ok]
+    visible = [present(ctx.services, entity_type, r) for r, ok in zip(candidates, flags, strict=True) if ok]
     hidden = len(candidates) - len(visible)
-    message = "Similar records already exist, so nothing was created. Review them; to create " \
-              "the record anyway, call again with skip_duplicate_check=true."
+    message = (
+        "Similar records already exist, so nothing was created. Review them; to create "
+        "the record anyway, call again with skip_duplicate_check=true."
+    )
     if hidden:
         message += f" {hidden} similar record(s) exist that you cannot see."
     ctx.audit.update(decision="allow", layer="crm", reason="duplicate")
-    return {"created": False, "duplicates": visible, "hidden_duplicates": hidden,
-            "message": message}
+    return {"created": False, "duplicates": visible, "hidden_duplicates": hidden, "message": message}
 
 
 def create_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
-    return create_one(ctx, args["entity_type"], dict(args["data"]),
-                      bool(args.get("skip_duplicate_check")), Authorizer(ctx))
+    return create_one(
+        ctx, args["entity_type"], dict(args["data"]), bool(args.get("skip_duplicate_check")), Authorizer(ctx)
+    )
 
 
-def update_one(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str,
-               data: JsonObject) -> JsonObject:
+def update_one(
+    ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str, data: JsonObject
+) -> JsonObject:
     data = _clean_data(data)
     if not data:
         raise ToolError("data is empty: name at least one attribute to change")
@@ -137,8 +142,7 @@ def update_one(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id:
 
 
 def update_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
-    return update_one(ctx, Authorizer(ctx), args["entity_type"], _id(args["id"]),
-                      dict(args["data"]))
+    return update_one(ctx, Authorizer(ctx), args["entity_type"], _id(args["id"]), dict(args["data"]))
 
 
 def assign_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
@@ -152,8 +156,7 @@ def assign_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
     return update_one(ctx, Authorizer(ctx), args["entity_type"], _id(args["id"]), data)
 
 
-def delete_one(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str
-               ) -> JsonObject:
+def delete_one(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str) -> JsonObject:
     authz.require("can_delete", entity_type, record_id)
     crm = ctx.services.crm
     with crm_errors(ctx):
@@ -185,15 +188,26 @@ def tools(svc: Services) -> list[Tool]:
             title="Get a record",
             description="Fetch one EspoCRM record by entity type and id, with all its fields "
             "(or only `select`ed attributes) and a link to open it in EspoCRM.",
-            input_schema={"type": "object", "properties": {
-                "entity_type": entity_type_schema(read_types, "record"), "id": ID_SCHEMA,
-                "select": {"type": "array", "items": {"type": "string", "maxLength": 100},
-                           "maxItems": 100}},
-                "required": ["entity_type", "id"], "additionalProperties": False},
-            output_schema={"type": "object", "properties": {"record": RECORD_SCHEMA},
-                           "required": ["record"]},
-            handler=get_record, annotations=READ,
-            required_scopes=scopes_of("read"), visible_with=any_scope(read_types, "read"),
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "entity_type": entity_type_schema(read_types, "record"),
+                    "id": ID_SCHEMA,
+                    "select": {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": 100},
+                        "maxItems": 100,
+                    },
+                },
+                "required": ["entity_type", "id"],
+                "additionalProperties": False,
+            },
+            output_schema={"type": "object", "properties": {"record": RECORD_SCHEMA}, "required": ["record"]},
+            handler=get_record,
+            relations=("can_read",),
+            annotations=READ,
+            required_scopes=scopes_of("read"),
+            visible_with=any_scope(read_types, "read"),
         ),
         Tool(
             name="create_record",
@@ -202,19 +216,33 @@ def tools(svc: Services) -> list[Tool]:
             "team unless data says otherwise. If similar records exist, nothing is created "
             "and the candidates are returned: use one of them, or call again with "
             "skip_duplicate_check=true.",
-            input_schema={"type": "object", "properties": {
-                "entity_type": entity_type_schema(write_types, "record"),
-                "data": DATA_SCHEMA,
-                "skip_duplicate_check": {"type": "boolean", "default": False}},
-                "required": ["entity_type", "data"], "additionalProperties": False},
-            output_schema={"type": "object", "properties": {
-                "created": {"type": "boolean"}, "record": RECORD_SCHEMA,
-                "permissions": PERMISSIONS_SCHEMA,
-                "duplicates": {"type": "array", "items": RECORD_SCHEMA},
-                "hidden_duplicates": {"type": "integer"}, "message": {"type": "string"}},
-                "required": ["created"]},
-            handler=create_record, annotations=WRITE,
-            required_scopes=scopes_of("write"), visible_with=any_scope(write_types, "write"),
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "entity_type": entity_type_schema(write_types, "record"),
+                    "data": DATA_SCHEMA,
+                    "skip_duplicate_check": {"type": "boolean", "default": False},
+                },
+                "required": ["entity_type", "data"],
+                "additionalProperties": False,
+            },
+            output_schema={
+                "type": "object",
+                "properties": {
+                    "created": {"type": "boolean"},
+                    "record": RECORD_SCHEMA,
+                    "permissions": PERMISSIONS_SCHEMA,
+                    "duplicates": {"type": "array", "items": RECORD_SCHEMA},
+                    "hidden_duplicates": {"type": "integer"},
+                    "message": {"type": "string"},
+                },
+                "required": ["created"],
+            },
+            handler=create_record,
+            relations=("can_read",),
+            annotations=WRITE,
+            required_scopes=scopes_of("write"),
+            visible_with=any_scope(write_types, "write"),
         ),
         Tool(
             name="update_record",
@@ -222,40 +250,70 @@ def tools(svc: Services) -> list[Tool]:
             description="Change some fields of an EspoCRM record (partial update: only the "
             "attributes in data change). Changing assignedUserId or teamsIds also needs "
             "permission to reassign.",
-            input_schema={"type": "object", "properties": {
-                "entity_type": entity_type_schema(write_types, "record"), "id": ID_SCHEMA,
-                "data": DATA_SCHEMA},
-                "required": ["entity_type", "id", "data"], "additionalProperties": False},
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "entity_type": entity_type_schema(write_types, "record"),
+                    "id": ID_SCHEMA,
+                    "data": DATA_SCHEMA,
+                },
+                "required": ["entity_type", "id", "data"],
+                "additionalProperties": False,
+            },
             output_schema=CHANGE_OUTPUT,
-            handler=update_record, annotations=IDEMPOTENT_WRITE,
-            required_scopes=scopes_of("write"), visible_with=any_scope(write_types, "write"),
+            handler=update_record,
+            relations=("can_write", "can_assign"),
+            annotations=IDEMPOTENT_WRITE,
+            required_scopes=scopes_of("write"),
+            visible_with=any_scope(write_types, "write"),
         ),
         Tool(
             name="assign_record",
             title="Assign a record",
             description="Give an EspoCRM record to another user and/or share it with teams "
             "(replaces the record's teams). Needs reassign permission (team managers, admins).",
-            input_schema={"type": "object", "properties": {
-                "entity_type": entity_type_schema(write_types, "record"), "id": ID_SCHEMA,
-                "assigned_user_id": ID_SCHEMA,
-                "team_ids": {"type": "array", "items": ID_SCHEMA, "maxItems": 50}},
-                "required": ["entity_type", "id"], "additionalProperties": False},
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "entity_type": entity_type_schema(write_types, "record"),
+                    "id": ID_SCHEMA,
+                    "assigned_user_id": ID_SCHEMA,
+                    "team_ids": {"type": "array", "items": ID_SCHEMA, "maxItems": 50},
+                },
+                "required": ["entity_type", "id"],
+                "additionalProperties": False,
+            },
             output_schema=CHANGE_OUTPUT,
-            handler=assign_record, annotations=IDEMPOTENT_WRITE,
-            required_scopes=scopes_of("write"), visible_with=any_scope(write_types, "write"),
+            handler=assign_record,
+            relations=("can_write", "can_assign"),
+            annotations=IDEMPOTENT_WRITE,
+            required_scopes=scopes_of("write"),
+            visible_with=any_scope(write_types, "write"),
         ),
         Tool(
             name="delete_record",
             title="Delete a record",
             description="Delete an EspoCRM record permanently (moves it out of everyone's "
             "reach). Needs delete permission: team managers and admins.",
-            input_schema={"type": "object", "properties": {
-                "entity_type": entity_type_schema(write_types, "record"), "id": ID_SCHEMA},
-                "required": ["entity_type", "id"], "additionalProperties": False},
-            output_schema={"type": "object", "properties": {
-                "deleted": {"type": "boolean"}, "id": {"type": "string"},
-                "permissions": PERMISSIONS_SCHEMA}, "required": ["deleted", "id"]},
-            handler=delete_record, annotations=DESTRUCTIVE,
-            required_scopes=scopes_of("delete"), visible_with=any_scope(write_types, "delete"),
+            input_schema={
+                "type": "object",
+                "properties": {"entity_type": entity_type_schema(write_types, "record"), "id": ID_SCHEMA},
+                "required": ["entity_type", "id"],
+                "additionalProperties": False,
+            },
+            output_schema={
+                "type": "object",
+                "properties": {
+                    "deleted": {"type": "boolean"},
+                    "id": {"type": "string"},
+                    "permissions": PERMISSIONS_SCHEMA,
+                },
+                "required": ["deleted", "id"],
+            },
+            handler=delete_record,
+            relations=("can_delete",),
+            annotations=DESTRUCTIVE,
+            required_scopes=scopes_of("delete"),
+            visible_with=any_scope(write_types, "delete"),
         ),
     ]

@@ -30,9 +30,13 @@ from espomcp.tools.search import SEARCH_OUTPUT, _overfetch
 if TYPE_CHECKING:
     from espomcp.services import Services
 
-LINK_SCHEMA: JsonObject = {"type": "string", "minLength": 1, "maxLength": 100,
-                           "pattern": "^[A-Za-z][A-Za-z0-9]*$",
-                           "description": "Link name from describe_entity, e.g. contacts"}
+LINK_SCHEMA: JsonObject = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 100,
+    "pattern": "^[A-Za-z][A-Za-z0-9]*$",
+    "description": "Link name from describe_entity, e.g. contacts",
+}
 
 
 def link_target(ctx: ToolContext, entity_type: str, link: str) -> str:
@@ -45,8 +49,11 @@ def link_target(ctx: ToolContext, entity_type: str, link: str) -> str:
         defs = _cache(ctx.services).entity_defs(ctx.services.crm, entity_type)
     spec = (defs.get("links") or {}).get(link)
     if not isinstance(spec, dict) or not spec.get("entity"):
-        raise ToolError(f"{entity_type} has no link named '{link}' that lists records; see "
-                        "describe_entity for its links.", {"field": "link"})
+        raise ToolError(
+            f"{entity_type} has no link named '{link}' that lists records; see "
+            "describe_entity for its links.",
+            {"field": "link"},
+        )
     target = spec["entity"]
     if target not in ctx.services.settings.entity_types:
         raise ToolError(f"Records of type {target} are not available through this server.")
@@ -68,14 +75,14 @@ def list_related(ctx: ToolContext, args: JsonObject) -> JsonObject:
     crm = ctx.services.crm
 
     def fetch(offset: int, size: int, kwargs: dict[str, Any]) -> Any:
-        return crm.list_related(entity_type, record_id, args["link"], offset=offset,
-                                max_size=size, **kwargs)
+        return crm.list_related(entity_type, record_id, args["link"], offset=offset, max_size=size, **kwargs)
 
     with crm_errors(ctx):
         readable = authz.readable(target)
         kwargs = {"select": args.get("select"), "where": None}
-        return _overfetch(ctx, authz, readable, target, kwargs, args.get("offset", 0),
-                          args.get("limit", 20), fetch)
+        return _overfetch(
+            ctx, authz, readable, target, kwargs, args.get("offset", 0), args.get("limit", 20), fetch
+        )
 
 
 def _change_links(ctx: ToolContext, args: JsonObject, unlink: bool) -> JsonObject:
@@ -92,9 +99,12 @@ def _change_links(ctx: ToolContext, args: JsonObject, unlink: bool) -> JsonObjec
     denied = [i for i, ok in zip(ids, flags, strict=True) if not ok]
     if denied:
         authz._deny("fga", f"can_read on {target} {denied[0]}")
-        raise ToolError(f"Permission denied: you may not read {target} {', '.join(denied)} "
-                        "(missing permission 'can_read'; the records may also not exist). "
-                        "Nothing was linked.", {"permission": "can_read", "ids": denied})
+        raise ToolError(
+            f"Permission denied: you may not read {target} {', '.join(denied)} "
+            "(missing permission 'can_read'; the records may also not exist). "
+            "Nothing was linked.",
+            {"permission": "can_read", "ids": denied},
+        )
     crm = ctx.services.crm
     with crm_errors(ctx):
         before = crm.get_record(entity_type, record_id)
@@ -105,8 +115,12 @@ def _change_links(ctx: ToolContext, args: JsonObject, unlink: bool) -> JsonObjec
     permissions = sync_record(ctx, entity_type, before, after)
     for i in ids:
         sync_record(ctx, target, targets_before[i], targets_after[i])
-    return {"record": present(ctx.services, entity_type, after), "link": args["link"],
-            ("unlinked" if unlink else "linked"): ids, "permissions": permissions}
+    return {
+        "record": present(ctx.services, entity_type, after),
+        "link": args["link"],
+        ("unlinked" if unlink else "linked"): ids,
+        "permissions": permissions,
+    }
 
 
 def link_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
@@ -121,11 +135,17 @@ def get_stream(ctx: ToolContext, args: JsonObject) -> JsonObject:
     entity_type, record_id = args["entity_type"], _id(args["id"])
     Authorizer(ctx).require("can_read", entity_type, record_id)
     with crm_errors(ctx):
-        page = ctx.services.crm.stream(entity_type, record_id, offset=args.get("offset", 0),
-                                       max_size=args.get("limit", 20))
+        page = ctx.services.crm.stream(
+            entity_type, record_id, offset=args.get("offset", 0), max_size=args.get("limit", 20)
+        )
     offset = args.get("offset", 0) + len(page.list)
-    return {"entity_type": entity_type, "id": record_id, "total": page.total,
-            "notes": page.list, "next_offset": offset if offset < page.total else None}
+    return {
+        "entity_type": entity_type,
+        "id": record_id,
+        "total": page.total,
+        "notes": page.list,
+        "next_offset": offset if offset < page.total else None,
+    }
 
 
 def post_note(ctx: ToolContext, args: JsonObject) -> JsonObject:
@@ -133,8 +153,9 @@ def post_note(ctx: ToolContext, args: JsonObject) -> JsonObject:
     authz = Authorizer(ctx)
     authz.require("can_read", entity_type, record_id)
     with crm_errors(ctx):
-        note = ctx.services.crm.post_note(entity_type, record_id, args["post"],
-                                          is_internal=bool(args.get("is_internal")))
+        note = ctx.services.crm.post_note(
+            entity_type, record_id, args["post"], is_internal=bool(args.get("is_internal"))
+        )
     permissions = sync_record(ctx, "Note", None, note, owner_id=authz.user.id)
     return {"note": note, "permissions": permissions}
 
@@ -143,17 +164,27 @@ def tools(svc: Services) -> list[Tool]:
     read_types = readable_types(svc.settings)
     write_types = writable_types(svc.settings)
     record_args = {"entity_type": entity_type_schema(read_types, "record"), "id": ID_SCHEMA}
-    link_args = {"entity_type": entity_type_schema(write_types, "record"), "id": ID_SCHEMA,
-                 "link": LINK_SCHEMA,
-                 "related_ids": {"type": "array", "items": ID_SCHEMA, "minItems": 1,
-                                 "maxItems": 50}}
-    link_output = {"type": "object", "properties": {
-        "record": RECORD_SCHEMA, "link": {"type": "string"},
-        "linked": {"type": "array"}, "unlinked": {"type": "array"},
-        "permissions": PERMISSIONS_SCHEMA}, "required": ["record", "link", "permissions"]}
-    page_args = {"limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20},
-                 "offset": {"type": "integer", "minimum": 0, "maximum": 1_000_000,
-                            "default": 0}}
+    link_args = {
+        "entity_type": entity_type_schema(write_types, "record"),
+        "id": ID_SCHEMA,
+        "link": LINK_SCHEMA,
+        "related_ids": {"type": "array", "items": ID_SCHEMA, "minItems": 1, "maxItems": 50},
+    }
+    link_output = {
+        "type": "object",
+        "properties": {
+            "record": RECORD_SCHEMA,
+            "link": {"type": "string"},
+            "linked": {"type": "array"},
+            "unlinked": {"type": "array"},
+            "permissions": PERMISSIONS_SCHEMA,
+        },
+        "required": ["record", "link", "permissions"],
+    }
+    page_args = {
+        "limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20},
+        "offset": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
+    }
     return [
         Tool(
             name="list_related",
@@ -161,14 +192,27 @@ def tools(svc: Services) -> list[Tool]:
             description="List records linked to a record through one of its links, e.g. an "
             "Account's contacts or opportunities, a Contact's cases. Only records you may read "
             "are returned; next_offset continues the list.",
-            input_schema={"type": "object", "properties": {
-                **record_args, "link": LINK_SCHEMA,
-                "select": {"type": "array", "items": {"type": "string", "maxLength": 100},
-                           "maxItems": 100}, **page_args},
-                "required": ["entity_type", "id", "link"], "additionalProperties": False},
+            input_schema={
+                "type": "object",
+                "properties": {
+                    **record_args,
+                    "link": LINK_SCHEMA,
+                    "select": {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": 100},
+                        "maxItems": 100,
+                    },
+                    **page_args,
+                },
+                "required": ["entity_type", "id", "link"],
+                "additionalProperties": False,
+            },
             output_schema=SEARCH_OUTPUT,
-            handler=list_related, annotations=READ,
-            required_scopes=scopes_of("read"), visible_with=any_scope(read_types, "read"),
+            handler=list_related,
+            relations=("can_read",),
+            annotations=READ,
+            required_scopes=scopes_of("read"),
+            visible_with=any_scope(read_types, "read"),
         ),
         Tool(
             name="link_records",
@@ -176,53 +220,88 @@ def tools(svc: Services) -> list[Tool]:
             description="Relate records through a link of the first record, e.g. add contacts "
             "to an account (link 'contacts'). Needs edit permission on the record and read "
             "permission on each related record.",
-            input_schema={"type": "object", "properties": link_args,
-                          "required": ["entity_type", "id", "link", "related_ids"],
-                          "additionalProperties": False},
-            output_schema=link_output, handler=link_records, annotations=IDEMPOTENT_WRITE,
-            required_scopes=scopes_of("write"), visible_with=any_scope(write_types, "write"),
+            input_schema={
+                "type": "object",
+                "properties": link_args,
+                "required": ["entity_type", "id", "link", "related_ids"],
+                "additionalProperties": False,
+            },
+            output_schema=link_output,
+            handler=link_records,
+            relations=("can_write", "can_read"),
+            annotations=IDEMPOTENT_WRITE,
+            required_scopes=scopes_of("write"),
+            visible_with=any_scope(write_types, "write"),
         ),
         Tool(
             name="unlink_records",
             title="Unlink records",
             description="Remove the relation between a record and related records through one "
             "of its links. The records themselves stay.",
-            input_schema={"type": "object", "properties": link_args,
-                          "required": ["entity_type", "id", "link", "related_ids"],
-                          "additionalProperties": False},
-            output_schema=link_output, handler=unlink_records,
+            input_schema={
+                "type": "object",
+                "properties": link_args,
+                "required": ["entity_type", "id", "link", "related_ids"],
+                "additionalProperties": False,
+            },
+            output_schema=link_output,
+            handler=unlink_records,
+            relations=("can_write", "can_read"),
             annotations=IDEMPOTENT_WRITE,
-            required_scopes=scopes_of("write"), visible_with=any_scope(write_types, "write"),
+            required_scopes=scopes_of("write"),
+            visible_with=any_scope(write_types, "write"),
         ),
         Tool(
             name="get_stream",
             title="Get a record's activity stream",
             description="Read the activity stream (posts, changes, assignments; newest first) "
             "of a record you may read.",
-            input_schema={"type": "object", "properties": {**record_args, **page_args},
-                          "required": ["entity_type", "id"], "additionalProperties": False},
-            output_schema={"type": "object", "properties": {
-                "entity_type": {"type": "string"}, "id": {"type": "string"},
-                "total": {"type": "integer"}, "notes": {"type": "array"},
-                "next_offset": {"type": ["integer", "null"]}},
-                "required": ["entity_type", "id", "total", "notes", "next_offset"]},
-            handler=get_stream, annotations=READ,
-            required_scopes=scopes_of("read"), visible_with=any_scope(read_types, "read"),
+            input_schema={
+                "type": "object",
+                "properties": {**record_args, **page_args},
+                "required": ["entity_type", "id"],
+                "additionalProperties": False,
+            },
+            output_schema={
+                "type": "object",
+                "properties": {
+                    "entity_type": {"type": "string"},
+                    "id": {"type": "string"},
+                    "total": {"type": "integer"},
+                    "notes": {"type": "array"},
+                    "next_offset": {"type": ["integer", "null"]},
+                },
+                "required": ["entity_type", "id", "total", "notes", "next_offset"],
+            },
+            handler=get_stream,
+            relations=("can_read",),
+            annotations=READ,
+            required_scopes=scopes_of("read"),
+            visible_with=any_scope(read_types, "read"),
         ),
         Tool(
             name="post_note",
             title="Post a note",
             description="Post a note to the activity stream of a record you may read, e.g. a "
             "call summary. is_internal hides it from portal users.",
-            input_schema={"type": "object", "properties": {
-                **record_args,
-                "post": {"type": "string", "minLength": 1, "maxLength": 20000},
-                "is_internal": {"type": "boolean", "default": False}},
-                "required": ["entity_type", "id", "post"], "additionalProperties": False},
-            output_schema={"type": "object", "properties": {
-                "note": {"type": "object"}, "permissions": PERMISSIONS_SCHEMA},
-                "required": ["note", "permissions"]},
-            handler=post_note, annotations=WRITE,
+            input_schema={
+                "type": "object",
+                "properties": {
+                    **record_args,
+                    "post": {"type": "string", "minLength": 1, "maxLength": 20000},
+                    "is_internal": {"type": "boolean", "default": False},
+                },
+                "required": ["entity_type", "id", "post"],
+                "additionalProperties": False,
+            },
+            output_schema={
+                "type": "object",
+                "properties": {"note": {"type": "object"}, "permissions": PERMISSIONS_SCHEMA},
+                "required": ["note", "permissions"],
+            },
+            handler=post_note,
+            relations=("can_read",),
+            annotations=WRITE,
             required_scopes=lambda a: scopes_of("read")(a) | {"espocrm:notes:write"},
             visible_with=frozenset({"espocrm:notes:write"}),
         ),

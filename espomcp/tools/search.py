@@ -32,14 +32,18 @@ TOTAL_SCAN_LIMIT = 5000  # rows scanned (ids only) to count an over-fetched tota
 WHERE_ITEM: JsonObject = {
     "type": "object",
     "properties": {
-        "type": {"type": "string", "description": "equals, notEquals, in, notIn, contains, "
-                 "startsWith, endsWith, like, isNull, isNotNull, isTrue, isFalse, greaterThan, "
-                 "lessThan, greaterThanOrEquals, lessThanOrEquals, between, before, after, on, "
-                 "today, past, future, linkedWith, notLinkedWith, and, or, not"},
-        "attribute": {"type": "string", "description": "Field attribute, e.g. status, "
-                      "assignedUserId, accountId, createdAt"},
-        "value": {"description": "Scalar, list (in/notIn/between/linkedWith) or nested where "
-                  "items (and/or)"},
+        "type": {
+            "type": "string",
+            "description": "equals, notEquals, in, notIn, contains, "
+            "startsWith, endsWith, like, isNull, isNotNull, isTrue, isFalse, greaterThan, "
+            "lessThan, greaterThanOrEquals, lessThanOrEquals, between, before, after, on, "
+            "today, past, future, linkedWith, notLinkedWith, and, or, not",
+        },
+        "attribute": {
+            "type": "string",
+            "description": "Field attribute, e.g. status, assignedUserId, accountId, createdAt",
+        },
+        "value": {"description": "Scalar, list (in/notIn/between/linkedWith) or nested where items (and/or)"},
     },
     "required": ["type"],
     "additionalProperties": False,
@@ -52,8 +56,10 @@ SEARCH_OUTPUT: JsonObject = {
         "total": {"type": "integer", "description": "Matching records you may read"},
         "total_is_exact": {"type": "boolean"},
         "records": {"type": "array", "items": RECORD_SCHEMA},
-        "next_offset": {"type": ["integer", "null"],
-                        "description": "Pass as offset to get the next page; null at the end"},
+        "next_offset": {
+            "type": ["integer", "null"],
+            "description": "Pass as offset to get the next page; null at the end",
+        },
     },
     "required": ["entity_type", "total", "records", "next_offset"],
 }
@@ -73,38 +79,63 @@ def _list_kwargs(args: JsonObject) -> dict[str, Any]:
     }
 
 
-def search_page(ctx: ToolContext, authz: Authorizer, entity_type: str, kwargs: dict[str, Any],
-                offset: int, limit: int) -> dict[str, Any]:
+def search_page(
+    ctx: ToolContext, authz: Authorizer, entity_type: str, kwargs: dict[str, Any], offset: int, limit: int
+) -> dict[str, Any]:
     """One page of ``entity_type`` records matching ``kwargs`` that the user may read."""
     crm = ctx.services.crm
     readable = authz.readable(entity_type)
     with crm_errors(ctx):
         if readable.everything:
             page = crm.list_records(entity_type, offset=offset, max_size=limit, **kwargs)
-            return _result(ctx, entity_type, page.list, page.total, True,
-                           offset + len(page.list), offset + len(page.list) < page.total)
+            return _result(
+                ctx,
+                entity_type,
+                page.list,
+                page.total,
+                True,
+                offset + len(page.list),
+                offset + len(page.list) < page.total,
+            )
         if readable.complete and len(readable.ids) <= PUSHDOWN_LIMIT:
             if not readable.ids:
                 return _result(ctx, entity_type, [], 0, True, offset, False)
-            where = [*(kwargs["where"] or []),
-                     {"type": "in", "attribute": "id", "value": sorted(readable.ids)}]
-            page = crm.list_records(entity_type, offset=offset, max_size=limit,
-                                    **{**kwargs, "where": where})
-            return _result(ctx, entity_type, page.list, page.total, True,
-                           offset + len(page.list), offset + len(page.list) < page.total)
+            where = [
+                *(kwargs["where"] or []),
+                {"type": "in", "attribute": "id", "value": sorted(readable.ids)},
+            ]
+            page = crm.list_records(entity_type, offset=offset, max_size=limit, **{**kwargs, "where": where})
+            return _result(
+                ctx,
+                entity_type,
+                page.list,
+                page.total,
+                True,
+                offset + len(page.list),
+                offset + len(page.list) < page.total,
+            )
         return _overfetch(ctx, authz, readable, entity_type, kwargs, offset, limit)
 
 
 Fetch = Callable[[int, int, dict[str, Any]], Any]
 
 
-def _overfetch(ctx: ToolContext, authz: Authorizer, readable: ReadableSet, entity_type: str,
-               kwargs: dict[str, Any], offset: int, limit: int,
-               fetch: Fetch | None = None) -> dict[str, Any]:
+def _overfetch(
+    ctx: ToolContext,
+    authz: Authorizer,
+    readable: ReadableSet,
+    entity_type: str,
+    kwargs: dict[str, Any],
+    offset: int,
+    limit: int,
+    fetch: Fetch | None = None,
+) -> dict[str, Any]:
     """Scan raw pages from ``offset`` keeping readable records until ``limit`` are found."""
     if fetch is None:
+
         def fetch(off: int, size: int, kw: dict[str, Any]) -> Any:
             return ctx.services.crm.list_records(entity_type, offset=off, max_size=size, **kw)
+
     found: list[dict[str, Any]] = []
     raw = offset
     more = True
@@ -127,8 +158,9 @@ def _overfetch(ctx: ToolContext, authz: Authorizer, readable: ReadableSet, entit
     return _result(ctx, entity_type, found, total, exact, raw, more)
 
 
-def _readable_flags(authz: Authorizer, readable: ReadableSet, entity_type: str,
-                    records: list[dict[str, Any]]) -> list[bool]:
+def _readable_flags(
+    authz: Authorizer, readable: ReadableSet, entity_type: str, records: list[dict[str, Any]]
+) -> list[bool]:
     if readable.everything:
         return [True] * len(records)
     if readable.complete:
@@ -136,8 +168,9 @@ def _readable_flags(authz: Authorizer, readable: ReadableSet, entity_type: str,
     return authz.check_many("can_read", [(entity_type, r["id"]) for r in records])
 
 
-def _count(authz: Authorizer, readable: ReadableSet, entity_type: str,
-           kwargs: dict[str, Any], fetch: Fetch) -> tuple[int, bool]:
+def _count(
+    authz: Authorizer, readable: ReadableSet, entity_type: str, kwargs: dict[str, Any], fetch: Fetch
+) -> tuple[int, bool]:
     """Count readable matches by scanning ids only, up to TOTAL_SCAN_LIMIT rows."""
     ids_only = {**kwargs, "select": ["id"], "order_by": None, "order": None}
     total = 0
@@ -153,8 +186,15 @@ def _count(authz: Authorizer, readable: ReadableSet, entity_type: str,
     return total, False
 
 
-def _result(ctx: ToolContext, entity_type: str, records: list[dict[str, Any]], total: int,
-            exact: bool, next_offset: int, more: bool) -> dict[str, Any]:
+def _result(
+    ctx: ToolContext,
+    entity_type: str,
+    records: list[dict[str, Any]],
+    total: int,
+    exact: bool,
+    next_offset: int,
+    more: bool,
+) -> dict[str, Any]:
     return {
         "entity_type": entity_type,
         "total": total,
@@ -167,8 +207,9 @@ def _result(ctx: ToolContext, entity_type: str, records: list[dict[str, Any]], t
 def search_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
     entity_type = args["entity_type"]
     authz = Authorizer(ctx)
-    return search_page(ctx, authz, entity_type, _list_kwargs(args), args.get("offset", 0),
-                       args.get("limit", 20))
+    return search_page(
+        ctx, authz, entity_type, _list_kwargs(args), args.get("offset", 0), args.get("limit", 20)
+    )
 
 
 def global_search(ctx: ToolContext, args: JsonObject) -> JsonObject:
@@ -179,14 +220,18 @@ def global_search(ctx: ToolContext, args: JsonObject) -> JsonObject:
     limit = args.get("limit", 20)
     with crm_errors(ctx):
         page = crm.global_search(args["query"], offset=args.get("offset", 0), max_size=limit)
-    candidates = [r for r in page.list
-                  if r.get("_scope") in allowed
-                  and scope_for(r["_scope"], "read") in ctx.principal.scopes]
+    candidates = [
+        r
+        for r in page.list
+        if r.get("_scope") in allowed and scope_for(r["_scope"], "read") in ctx.principal.scopes
+    ]
     flags = authz.check_many("can_read", [(r["_scope"], r["id"]) for r in candidates])
-    visible = [present(ctx.services, r["_scope"], r)
-               for r, ok in zip(candidates, flags, strict=True) if ok]
-    return {"query": args["query"], "records": visible,
-            "next_offset": args.get("offset", 0) + limit if len(page.list) >= limit else None}
+    visible = [present(ctx.services, r["_scope"], r) for r, ok in zip(candidates, flags, strict=True) if ok]
+    return {
+        "query": args["query"],
+        "records": visible,
+        "next_offset": args.get("offset", 0) + limit if len(page.list) >= limit else None,
+    }
 
 
 def tools(svc: Services) -> list[Tool]:
@@ -195,15 +240,29 @@ def tools(svc: Services) -> list[Tool]:
         "type": "object",
         "properties": {
             "entity_type": entity_type_schema(types),
-            "text": {"type": "string", "maxLength": 200,
-                     "description": "Quick text search (name, email…; starts-with, * wildcard)"},
-            "where": {"type": "array", "items": WHERE_ITEM, "maxItems": 20,
-                      "description": "Filters, all must match (EspoCRM where items)"},
-            "primary_filter": {"type": "string", "maxLength": 50,
-                               "description": "Named filter, e.g. Lead: actual, converted; "
-                               "Opportunity: open, won, lost; Case: open, closed"},
-            "select": {"type": "array", "items": {"type": "string", "maxLength": 100},
-                       "maxItems": 100, "description": "Attributes to return (default all)"},
+            "text": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "Quick text search (name, email…; starts-with, * wildcard)",
+            },
+            "where": {
+                "type": "array",
+                "items": WHERE_ITEM,
+                "maxItems": 20,
+                "description": "Filters, all must match (EspoCRM where items)",
+            },
+            "primary_filter": {
+                "type": "string",
+                "maxLength": 50,
+                "description": "Named filter, e.g. Lead: actual, converted; "
+                "Opportunity: open, won, lost; Case: open, closed",
+            },
+            "select": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 100},
+                "maxItems": 100,
+                "description": "Attributes to return (default all)",
+            },
             "order_by": {"type": "string", "maxLength": 100},
             "order": {"type": "string", "enum": ["asc", "desc"]},
             "limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20},
@@ -223,6 +282,7 @@ def tools(svc: Services) -> list[Tool]:
             input_schema=schema,
             output_schema=SEARCH_OUTPUT,
             handler=search_records,
+            relations=("can_read",),
             annotations=READ,
             required_scopes=scopes_of("read"),
             visible_with=any_scope(types, "read"),
@@ -238,22 +298,23 @@ def tools(svc: Services) -> list[Tool]:
                 "properties": {
                     "query": {"type": "string", "minLength": 1, "maxLength": 200},
                     "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 20},
-                    "offset": {"type": "integer", "minimum": 0, "maximum": 100_000,
-                               "default": 0},
+                    "offset": {"type": "integer", "minimum": 0, "maximum": 100_000, "default": 0},
                 },
                 "required": ["query"],
                 "additionalProperties": False,
             },
             output_schema={
                 "type": "object",
-                "properties": {"query": {"type": "string"},
-                               "records": {"type": "array", "items": RECORD_SCHEMA},
-                               "next_offset": {"type": ["integer", "null"]}},
+                "properties": {
+                    "query": {"type": "string"},
+                    "records": {"type": "array", "items": RECORD_SCHEMA},
+                    "next_offset": {"type": ["integer", "null"]},
+                },
                 "required": ["query", "records", "next_offset"],
             },
             handler=global_search,
+            relations=("can_read",),
             annotations=READ,
             visible_with=any_scope(types, "read"),
         ),
     ]
-
