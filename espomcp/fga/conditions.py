@@ -366,11 +366,9 @@ def compile_condition(name: str, condition: Mapping[str, Any]) -> _Compiled:
     if output not in ("bool", DYN):
         got = _PROTO_NAMES.get(output, output)
         raise invalid(f"expected a bool condition expression output, but got '{got}'")
-    try:
+    try:  # a trial run on zero values catches non-boolean results the static types left as dyn
         sample = program.evaluate({p: _sample_value(parameters[p]) for p in converters})
-    except CELEvalError:
-        sample = None  # inconclusive on sample values: the expression may still be fine
-    except Exception:
+    except Exception:  # CELEvalError or a Python error on the zero values: inconclusive, not invalid
         sample = None
     if sample is not None and not isinstance(sample, celtypes.BoolType):
         got = _CEL_TYPE_NAMES.get(type(sample).__name__, type(sample).__name__)
