@@ -22,6 +22,7 @@ from espomcp.fga.expand import expand as expand_tree
 from espomcp.fga.list_objects import ObjectLister
 from espomcp.fga.list_users import UserLister
 from espomcp.fga.store import Index, MemoryStore, StoredTuple, TupleStore
+from espomcp.fga.store_sqlite import SqliteStore
 from espomcp.fga.tuples import TupleKey, parse_object, parse_user
 from espomcp.fga.typesystem import TypeSystem
 from espomcp.fga.validation import validate_model
@@ -57,20 +58,19 @@ class Engine:
     """OpenFGA evaluation over a tuple store (see module docstring for the contract)."""
 
     def __init__(self, model: dict[str, Any], store: TupleStore | None = None) -> None:
-        self.store: TupleStore = store if store is not None else MemoryStore()
-        self._lock = self.store.lock
-        self._compiled = _Compiled(model)
+        self._setup(_Compiled(model), store if store is not None else MemoryStore())
+
+    def _setup(self, compiled: _Compiled, store: TupleStore) -> None:
+        self._compiled = compiled
+        self.store = store
+        self._lock = store.lock
 
     @classmethod
     def open_sqlite(cls, path: str | Path, model: dict[str, Any]) -> Engine:
         """An engine over the SQLite store at ``path`` (created if missing; survives restarts)."""
-        from espomcp.fga.store_sqlite import SqliteStore
-
         compiled = _Compiled(model)  # fail on a bad model before touching the file
         engine = cls.__new__(cls)
-        engine.store = SqliteStore(path)
-        engine._lock = engine.store.lock
-        engine._compiled = compiled
+        engine._setup(compiled, SqliteStore(path))
         return engine
 
     @property
