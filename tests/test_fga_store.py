@@ -145,7 +145,7 @@ def test_index_keeps_lookups_consistent() -> None:
     index.remove("doc:1", "viewer", "group:g#member")
     index.remove("doc:1", "viewer", "user:ann")
     assert (index.tuples, index.by_object, index.usersets, index.by_user, index.by_user_cond,
-            index.object_relations) == ({}, {}, {}, {}, {}, {})
+            index.object_relations, index.user_relations) == ({}, {}, {}, {}, {}, {}, {})
 
 
 def test_store_reconnects_after_a_fork(path: Path) -> None:

@@ -76,6 +76,15 @@ def _drop(index: dict, key: Any, sub: str) -> None:
             del index[key]
 
 
+def _decrement(counts: dict, outer: str, inner: Any) -> None:
+    group = counts[outer]
+    group[inner] -= 1
+    if not group[inner]:
+        del group[inner]
+        if not group:
+            del counts[outer]
+
+
 class Index:
     """Indexed tuples (see module docstring). Not thread-safe by itself."""
 
@@ -86,6 +95,7 @@ class Index:
         self.by_user: dict[tuple[str, str, str], dict[str, StoredTuple]] = {}
         self.by_user_cond: dict[tuple[str, str, str], dict[str, StoredTuple]] = {}
         self.object_relations: dict[str, dict[str, int]] = {}
+        self.user_relations: dict[str, dict[tuple[str, str], int]] = {}  # user -> (relation, type) -> n
         for item in items:
             self.add(item)
 
@@ -109,6 +119,8 @@ class Index:
         _add(self.by_user_cond if item.condition else self.by_user, key, obj, item)
         counts = self.object_relations.setdefault(obj, {})
         counts[rel] = counts.get(rel, 0) + 1
+        by_type = self.user_relations.setdefault(user, {})
+        by_type[key[1:]] = by_type.get(key[1:], 0) + 1
 
     def remove(self, obj: str, relation: str, user: str) -> StoredTuple | None:
         item = self.tuples.pop((obj, relation, user), None)
@@ -118,12 +130,8 @@ class Index:
         _drop(self.usersets, (obj, relation), user)
         key = (user, relation, obj.partition(":")[0])
         _drop(self.by_user_cond if item.condition else self.by_user, key, obj)
-        counts = self.object_relations[obj]
-        counts[relation] -= 1
-        if not counts[relation]:
-            del counts[relation]
-            if not counts:
-                del self.object_relations[obj]
+        _decrement(self.object_relations, obj, relation)
+        _decrement(self.user_relations, user, key[1:])
         return item
 
     # -- write planning ----------------------------------------------------------------------
@@ -182,8 +190,10 @@ class Index:
             elif not user:
                 raise FgaError(VALIDATION_ERROR, "reading by object type needs a user")
             else:
-                candidates = [t for (u, r, k), group in self._user_groups(user)
-                              if k == kind and (not relation or r == relation) for t in group.values()]
+                candidates = [t for r, k in self.user_relations.get(user, ())
+                              if k == kind and (not relation or r == relation)
+                              for index in (self.by_user, self.by_user_cond)
+                              for t in index.get((user, r, k), {}).values()]
             if user:
                 candidates = [t for t in candidates if t.user == user]
             candidates = sorted(candidates, key=lambda t: t.seq)
@@ -197,10 +207,6 @@ class Index:
             page.append((item.tuple_key(), item.timestamp))
             last = item.seq
         return page, ""
-
-    def _user_groups(self, user: str) -> list[tuple[tuple[str, str, str], dict[str, StoredTuple]]]:
-        return [(key, group) for index in (self.by_user, self.by_user_cond)
-                for key, group in index.items() if key[0] == user]
 
 
 def parse_token(token: str | None) -> int:
