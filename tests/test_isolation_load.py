@@ -8,32 +8,25 @@ through a separate in-process engine) and each user's token scopes.
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from espomcp.auth.scopes import scope_for
-from espomcp.espocrm.client import EspoClient
 from espomcp.fga.backend import build_backend
 from espomcp.settings import Settings
-from espomcp.sync.backfill import Backfill
-from espomcp.sync.outbox import Outbox, TupleWriter
 from fakes.auth0 import FakeAuth0
-from fakes.espocrm import DEMO_API_KEY, FakeEspoCRM
+from fakes.espocrm import FakeEspoCRM
 from fakes.server import free_port
+from tests.fixtures.served import Gunicorn, backfilled_env
 
-ROOT = Path(__file__).resolve().parent.parent
 USERS = ("alice", "bob", "carol", "admin")
 TYPES = ("Contact", "Account", "Lead", "Opportunity", "Case", "Task")
 HEADERS = {"Accept": "application/json", "Content-Type": "application/json",
@@ -52,17 +45,10 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     auth, crm = FakeAuth0().start(), FakeEspoCRM(None).start()
     port = free_port()
-    data_dir = tmp_path_factory.mktemp("isolation") / "data"
-    env = {"ESPOMCP_PUBLIC_URL": f"http://127.0.0.1:{port}", "ESPOMCP_AUTH_ISSUER": auth.issuer,
-           "ESPOMCP_ESPOCRM_URL": crm.url, "ESPOMCP_ESPOCRM_API_KEY": DEMO_API_KEY,
-           "ESPOMCP_DATA_DIR": str(data_dir), "ESPOMCP_RATE_LIMIT_PER_MINUTE": "0",
-           "ESPOMCP_LOG_LEVEL": "WARNING"}
-    settings = Settings(_env_file=None, **{k[8:].lower(): v for k, v in env.items()})  # type: ignore[arg-type]
-    client = EspoClient.from_settings(settings)
-    backend = build_backend(settings)
-    summary = Backfill(client, backend, TupleWriter(Outbox.from_settings(settings)), data_dir,
-                       entity_types=settings.entity_types).run(fresh=True)
-    assert summary.complete, summary.message
+    work = tmp_path_factory.mktemp("isolation")
+    env = backfilled_env(work / "data", auth, crm, port)
+    backend = build_backend(Settings(_env_file=None,  # type: ignore[arg-type]
+                                     **{k[8:].lower(): v for k, v in env.items()}))
     truth: dict[tuple[str, str], set[str] | None] = {}
     for user in USERS:
         subject = f"user:{crm.as_user(user)}"
@@ -71,25 +57,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             truth[(user, entity_type)] = None if admin else {
                 o.split(":", 1)[1] for o in backend.list_objects(subject, "can_read",
                                                                  entity_type.lower())}
-    client.close()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4",
-         "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "wsgi:app"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Gunicorn(env, port, log=work / "gunicorn.log").start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.1)
-        yield Served(f"http://127.0.0.1:{port}/mcp", crm, auth, truth)
+        yield Served(f"{server.url}/mcp", crm, auth, truth)
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        server.stop()
         crm.stop()
         auth.stop()
 
