@@ -76,7 +76,7 @@ def test_loopback_origin_is_allowed(post):
 def test_foreign_host_is_rejected(mcp_client, alice_token):
     response = mcp_client.post("/mcp", json=rpc("ping"), headers={
         "Authorization": f"Bearer {alice_token}", "Host": "attacker.example"})
-    assert response.status_code == 403
+    assert response.status_code == 421
 
 
 def test_wrong_content_type_is_415(post):

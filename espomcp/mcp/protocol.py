@@ -28,6 +28,7 @@ META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 
 _B64_VALUE = re.compile(r"^=\?base64\?([A-Za-z0-9+/=]*)\?=$")
+_INTEGRAL = re.compile(r"^-?[0-9]+(\.0+)?$")
 
 
 def is_modern(header_value: str | None) -> bool:
@@ -104,11 +105,10 @@ def check_param_headers(
         if raw is None:
             raise JsonRpcError(HEADER_MISMATCH, f"Mcp-Param-{header} header is missing")
         text = decode_header_value(raw)
-        if isinstance(value, int) and not isinstance(value, bool):
-            try:
-                same = int(text) == value
-            except ValueError:
-                same = False
+        if isinstance(value, bool):  # clients render booleans as JSON does: true / false
+            same = text == ("true" if value else "false")
+        elif isinstance(value, int):  # integers compare numerically: "42.0" == 42
+            same = _INTEGRAL.match(text) is not None and int(text.split(".", 1)[0]) == value
         else:
             same = text == str(value)
         if not same:

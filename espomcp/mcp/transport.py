@@ -157,7 +157,7 @@ def mcp_endpoint() -> Response:
         return rpc_error(INVALID_REQUEST, "Origin not allowed", 403)
     if not host_allowed(request.host, svc):
         g.outcome = "forbidden-host"
-        return rpc_error(INVALID_REQUEST, "Host not allowed", 403)
+        return rpc_error(INVALID_REQUEST, "Host not allowed", 421)  # §4.5: Misdirected
     if request.method != "POST":
         g.outcome = "method-not-allowed"
         response = rpc_error(INVALID_REQUEST, "Method not allowed: this server is stateless "
@@ -214,6 +214,10 @@ def mcp_endpoint() -> Response:
 
     header_version = request.headers.get("MCP-Protocol-Version")
     modern = is_modern(header_version)
+    if kind == "response" and modern:  # §2/§3.1: no server→client requests to answer
+        g.outcome = "invalid-request"
+        return rpc_error(INVALID_REQUEST, "Invalid Request: a response object is not a "
+                         "request in protocol 2026-07-28", 400)
     if kind in ("notification", "response"):
         if modern and header_version not in SUPPORTED_VERSIONS:
             return rpc_error(UNSUPPORTED_VERSION, "Unsupported protocol version", 400,

@@ -1,0 +1,61 @@
+"""Deviations from mcp-protocol.md found in review (transport and request ladder), raw HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from espomcp.mcp.jsonrpc import JsonRpcError
+from espomcp.mcp.protocol import check_param_headers
+
+MODERN = "2026-07-28"
+
+
+def post(client: Any, token: str, body: Any, **headers: str) -> Any:
+    all_headers = {"Authorization": f"Bearer {token}",
+                   "Accept": "application/json, text/event-stream", **headers}
+    return client.post("/mcp", data=json.dumps(body), headers=all_headers,
+                       content_type="application/json")
+
+
+def test_modern_client_response_object_is_400_32600(mcp_client, alice_token):
+    """§2: a response object is not a valid modern POST (no server→client requests, §3.1)."""
+    response = post(mcp_client, alice_token, {"jsonrpc": "2.0", "id": 5, "result": {}},
+                    **{"MCP-Protocol-Version": MODERN})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == -32600
+    assert response.get_json()["id"] is None
+
+
+SCHEMA = {"type": "object", "properties": {
+    "flag": {"type": "boolean", "x-mcp-header": "Flag"},
+    "count": {"type": "integer", "x-mcp-header": "Count"},
+    "region": {"type": "string", "x-mcp-header": "Region"}}}
+
+
+@pytest.mark.parametrize(("arguments", "headers"), [
+    ({"flag": True}, {"mcp-param-flag": ["true"]}),
+    ({"flag": False}, {"mcp-param-flag": ["false"]}),
+    ({"count": 42}, {"mcp-param-count": ["42"]}),
+    ({"count": 42}, {"mcp-param-count": ["42.0"]}),
+    ({"region": "Zürich"}, {"mcp-param-region": ["=?base64?WsO8cmljaA==?="]}),
+    ({"region": None}, {}),
+], ids=["true", "false", "int", "int-as-decimal", "base64", "null-needs-no-header"])
+def test_param_headers_as_clients_render_them(arguments, headers):
+    """§3.2: booleans travel as true/false (the 2.3.0 client's rendering); integers compare
+    numerically; values are base64-decoded before comparing."""
+    check_param_headers(headers, SCHEMA, arguments)
+
+
+@pytest.mark.parametrize(("arguments", "headers"), [
+    ({"flag": True}, {"mcp-param-flag": ["True"]}),
+    ({"flag": True}, {}),
+    ({"count": 42}, {"mcp-param-count": ["42.5"]}),
+    ({"region": "eu"}, {"mcp-param-region": ["us"]}),
+], ids=["python-bool", "missing", "fraction", "mismatch"])
+def test_param_header_mismatch_is_32020(arguments, headers):
+    with pytest.raises(JsonRpcError) as caught:
+        check_param_headers(headers, SCHEMA, arguments)
+    assert caught.value.code == -32020
