@@ -10,7 +10,7 @@ from espomcp.espocrm.errors import Duplicate
 from espomcp.mcp.registry import WRITE, JsonObject, Tool, ToolContext, ToolError
 from espomcp.tools.common import ID_SCHEMA, PERMISSIONS_SCHEMA, RECORD_SCHEMA, crm_errors, present
 from espomcp.tools.lifecycle import sync_record
-from espomcp.tools.records import _clean_data, _id
+from espomcp.tools.records import _clean_data, _id, check_new_record
 
 if TYPE_CHECKING:
     from espomcp.services import Services
@@ -40,10 +40,11 @@ def convert_lead(ctx: ToolContext, args: JsonObject) -> JsonObject:
     authz = Authorizer(ctx)
     authz.require("can_write", "Lead", lead_id)
     user = authz.user
-    for data in records.values():
+    for entity_type, data in records.items():
         data.setdefault("assignedUserId", user.id)
         if user.default_team_id:
             data.setdefault("teamsIds", [user.default_team_id])
+        check_new_record(ctx, authz, entity_type, data)
     crm = ctx.services.crm
     try:
         with crm_errors(ctx):

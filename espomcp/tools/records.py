@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from espomcp.authz import Authorizer
+from espomcp.authz import Authorizer, fga_type
 from espomcp.espocrm.errors import Duplicate
 from espomcp.espocrm.ids import validate_id, validate_ids
 from espomcp.mcp.registry import (
@@ -17,6 +17,8 @@ from espomcp.mcp.registry import (
     ToolContext,
     ToolError,
 )
+from espomcp.sync.mapping import RECORD_RELATIONS
+from espomcp.tools.catalog import _cache
 from espomcp.tools.common import (
     ID_SCHEMA,
     PERMISSIONS_SCHEMA,
@@ -73,9 +75,7 @@ def create_one(
         data["assignedUserId"] = user.id
     if "teamsIds" not in data and user.default_team_id:
         data["teamsIds"] = [user.default_team_id]
-    assigned = data.get("assignedUserId")
-    if assigned and assigned != user.id and not authz.is_admin():
-        _require_assignable(authz, assigned)
+    check_new_record(ctx, authz, entity_type, data)
     try:
         with crm_errors(ctx):
             record = ctx.services.crm.create_record(
@@ -86,6 +86,69 @@ def create_one(
     permissions = sync_record(ctx, entity_type, None, record, owner_id=user.id)
     ctx.audit["record_id"] = record.get("id")
     return {"created": True, "record": present(ctx.services, entity_type, record), "permissions": permissions}
+
+
+def check_new_record(ctx: ToolContext, authz: Authorizer, entity_type: str, data: JsonObject) -> None:
+    """What every new record needs: the assignment rule, and readable linked records."""
+    assigned = data.get("assignedUserId")
+    if assigned and assigned != authz.user.id and not authz.is_admin():
+        _require_assignable(authz, assigned)
+    require_readable_links(ctx, authz, entity_type, data, None)
+
+
+def require_readable_links(
+    ctx: ToolContext, authz: Authorizer, entity_type: str, data: JsonObject, current: JsonObject | None
+) -> None:
+    """Link attributes in ``data`` (``accountId``, ``contactsIds``, ``parentType``/``parentId``)
+    relate the record to others like ``link_records`` does: each referenced record of a type
+    in the authorization model must be readable by the caller. ``current`` is the record
+    being updated (for a ``parentId`` whose ``parentType`` is not in ``data``)."""
+    with crm_errors(ctx):
+        defs = _cache(ctx.services).entity_defs(ctx.services.crm, entity_type)
+    fields, links = defs.get("fields") or {}, defs.get("links") or {}
+    refs: list[tuple[str, str]] = []
+    for name, spec in fields.items():
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind == "linkParent":
+            if f"{name}Id" not in data and f"{name}Type" not in data:
+                continue
+            parent_id = data.get(f"{name}Id", (current or {}).get(f"{name}Id"))
+            parent_type = data.get(f"{name}Type", (current or {}).get(f"{name}Type"))
+            if not parent_id:
+                continue
+            if not isinstance(parent_type, str) or fga_type(parent_type) not in RECORD_RELATIONS:
+                raise ToolError(f"{name}Type must name a record type this server authorizes "
+                                f"(e.g. Account, Contact), not {str(parent_type)[:40]!r}.",
+                                {"field": f"{name}Type"})
+            refs.append((parent_type, _linked_id(parent_id, f"{name}Id")))
+        elif kind in ("link", "linkMultiple"):
+            key = f"{name}Id" if kind == "link" else f"{name}Ids"
+            target = (links.get(name) or {}).get("entity") or spec.get("entity")
+            value = data.get(key)
+            if not value or not isinstance(target, str) or fga_type(target) not in RECORD_RELATIONS:
+                continue
+            values = value if isinstance(value, list) else [value]
+            refs += [(target, _linked_id(v, key)) for v in values]
+    flags = authz.check_many("can_read", refs)
+    denied = [ref for ref, ok in zip(refs, flags, strict=True) if not ok]
+    if denied:
+        shown = ", ".join(f"{t} {i}" for t, i in denied[:10])
+        authz._deny("fga", f"can_read on linked {shown}"[:300])
+        raise ToolError(
+            f"Permission denied: you may not read {shown} (missing permission 'can_read'; the "
+            "records may also not exist), so this record cannot be linked to them. Nothing "
+            "was changed.",
+            {"permission": "can_read", "records": [f"{t}:{i}" for t, i in denied]},
+        )
+
+
+def _linked_id(value: Any, field: str) -> str:
+    from espomcp.espocrm.errors import InvalidInput
+
+    try:
+        return validate_id(value)
+    except InvalidInput as exc:
+        raise ToolError(exc.message, {"field": field}) from exc
 
 
 def _require_assignable(authz: Authorizer, user_id: str) -> None:
@@ -136,6 +199,8 @@ def update_one(
     crm = ctx.services.crm
     with crm_errors(ctx):
         before = crm.get_record(entity_type, record_id)
+    require_readable_links(ctx, authz, entity_type, data, before)
+    with crm_errors(ctx):
         after = crm.update_record(entity_type, record_id, data)
     permissions = sync_record(ctx, entity_type, before, after)
     return {"record": present(ctx.services, entity_type, after), "permissions": permissions}

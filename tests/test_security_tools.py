@@ -1,0 +1,89 @@
+"""Security review: tools must not let a caller touch or reveal records they may not read.
+
+Link attributes in ``data`` (``parentId``, ``accountId``, ``contactsIds``…) relate a record
+to others just like ``link_records`` does, so they need read permission on every referenced
+record; and every way of creating a record applies the same assignment rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SALES = "ae4280d213874742d"
+
+
+def ids_of(world: Any, entity_type: str, **match: Any) -> list[str]:
+    return [rid for rid, r in world.crm.state.table(entity_type).items()
+            if all(r.get(k) == v for k, v in match.items())]
+
+
+def sales_only(world: Any, entity_type: str) -> tuple[str, str]:
+    rid = ids_of(world, entity_type, teamsIds=[SALES])[0]
+    return rid, world.crm.state.name_of(entity_type, rid) or ""
+
+
+def test_create_cannot_attach_to_a_hidden_parent_or_reveal_its_name(embedded_world):
+    account, name = sales_only(embedded_world, "Account")
+    embedded_world.error("carol", "get_record", {"entity_type": "Account", "id": account})
+    before = set(embedded_world.crm.state.table("Task"))
+    result = embedded_world.call("carol", "create_record", {"entity_type": "Task", "data": {
+        "name": "probe", "parentType": "Account", "parentId": account}})
+    text = result.content[0].text
+    assert result.is_error is True, text
+    assert "can_read" in text and name not in text
+    assert set(embedded_world.crm.state.table("Task")) == before
+
+
+def test_update_cannot_link_hidden_records_through_link_multiple_fields(embedded_world):
+    carol = embedded_world.user_id("carol")
+    case = ids_of(embedded_world, "Case", assignedUserId=carol)[0]
+    contact, name = sales_only(embedded_world, "Contact")
+    before = dict(embedded_world.crm.state.table("Case")[case])
+    result = embedded_world.call("carol", "update_record", {"entity_type": "Case", "id": case,
+                                                            "data": {"contactsIds": [contact]}})
+    text = result.content[0].text
+    assert result.is_error is True, text
+    assert "can_read" in text and name not in text
+    assert embedded_world.crm.state.table("Case")[case].get("contactsIds") == \
+        before.get("contactsIds")
+
+
+def test_update_may_still_link_readable_records(embedded_world):
+    carol = embedded_world.user_id("carol")
+    case = ids_of(embedded_world, "Case", assignedUserId=carol)[1]
+    readable = next(rid for rid, r in embedded_world.crm.state.table("Contact").items()
+                    if "1a2cc2df330e840b5" in (r.get("teamsIds") or []))
+    updated = embedded_world.ok("carol", "update_record", {
+        "entity_type": "Case", "id": case, "data": {"contactsIds": [readable]}})
+    assert updated["record"]["contactsIds"] == [readable]
+
+
+def test_convert_lead_applies_the_assignment_rule(embedded_world):
+    alice = embedded_world.user_id("alice")
+    lead = [rid for rid, r in embedded_world.crm.state.table("Lead").items()
+            if r.get("assignedUserId") == alice and r.get("status") != "Converted"][0]
+    result = embedded_world.call("alice", "convert_lead", {
+        "lead_id": lead, "contact": {"lastName": "Pushed", "assignedUserId":
+                                     embedded_world.user_id("carol")},
+        "skip_duplicate_check": True})
+    assert result.is_error is True, result.content[0].text
+    assert "assign" in result.content[0].text
+    assert embedded_world.crm.state.table("Lead")[lead].get("status") != "Converted"
+
+
+def test_convert_lead_cannot_attach_to_a_hidden_account(embedded_world):
+    # Every demo account is Sales, so the admin makes one alice cannot read.
+    hidden = embedded_world.ok("admin", "create_record", {"entity_type": "Account", "data": {
+        "name": "Support Secret Inc", "assignedUserId": embedded_world.user_id("carol"),
+        "teamsIds": ["1a2cc2df330e840b5"]}, "skip_duplicate_check": True})["record"]["id"]
+    embedded_world.error("alice", "get_record", {"entity_type": "Account", "id": hidden})
+    alice = embedded_world.user_id("alice")
+    lead = [rid for rid, r in embedded_world.crm.state.table("Lead").items()
+                  if r.get("assignedUserId") == alice and r.get("status") != "Converted"][-1]
+    result = embedded_world.call("alice", "convert_lead", {
+        "lead_id": lead, "contact": {"lastName": "Attached", "accountId": hidden},
+        "skip_duplicate_check": True})
+    text = result.content[0].text
+    assert result.is_error is True, text
+    assert "Support Secret Inc" not in text
+    assert embedded_world.crm.state.table("Lead")[lead].get("status") != "Converted"
