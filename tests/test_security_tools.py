@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 SALES = "ae4280d213874742d"
+SUPPORT = "1a2cc2df330e840b5"
 
 
 def ids_of(world: Any, entity_type: str, **match: Any) -> list[str]:
@@ -87,3 +88,18 @@ def test_convert_lead_cannot_attach_to_a_hidden_account(embedded_world):
     assert result.is_error is True, text
     assert "Support Secret Inc" not in text
     assert embedded_world.crm.state.table("Lead")[lead].get("status") != "Converted"
+
+
+def test_stream_hides_notes_about_records_the_reader_cannot_see(embedded_world):
+    shared = next(rid for rid, r in embedded_world.crm.state.table("Account").items()
+                  if r.get("teamsIds") == [SALES, SUPPORT])
+    task = embedded_world.ok("bob", "create_record", {"entity_type": "Task", "data": {
+        "name": "Secret renegotiation plan", "parentType": "Account", "parentId": shared,
+        "teamsIds": [SALES]}})["record"]["id"]
+    embedded_world.error("carol", "get_record", {"entity_type": "Task", "id": task})
+    bobs_view = embedded_world.ok("bob", "get_stream", {"entity_type": "Account", "id": shared})
+    assert any(n.get("relatedId") == task for n in bobs_view["notes"])
+    carols_view = embedded_world.ok("carol", "get_stream", {"entity_type": "Account",
+                                                            "id": shared})
+    text = str(carols_view)
+    assert task not in text and "Secret renegotiation plan" not in text

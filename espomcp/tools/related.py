@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from espomcp.auth.bearer import BearerError
 from espomcp.auth.scopes import scope_for
-from espomcp.authz import Authorizer
+from espomcp.authz import Authorizer, fga_type
 from espomcp.espocrm.errors import InvalidInput
-from espomcp.espocrm.ids import validate_ids, validate_name
+from espomcp.espocrm.ids import validate_id, validate_ids, validate_name
 from espomcp.mcp.registry import IDEMPOTENT_WRITE, READ, WRITE, JsonObject, Tool, ToolContext, ToolError
+from espomcp.sync.mapping import RECORD_RELATIONS
 from espomcp.tools.catalog import _cache
 from espomcp.tools.common import (
     ID_SCHEMA,
@@ -131,9 +132,33 @@ def unlink_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
     return _change_links(ctx, args, unlink=True)
 
 
+def _readable_notes(authz: Authorizer, entity_type: str, record_id: str, notes: list[dict]) -> list[dict]:
+    """Notes that name another record (``related``, or a parent other than this record: EspoCRM
+    streams a record's children's notes too) only if the caller may read that record; a
+    record of a type outside the authorization model cannot be checked, so its notes stay
+    hidden (fail closed)."""
+    wanted: list[list[tuple[str, str] | None]] = []
+    for note in notes:
+        refs: list[tuple[str, str] | None] = []
+        for type_key, id_key in (("relatedType", "relatedId"), ("parentType", "parentId")):
+            ref_type, ref_id = note.get(type_key), note.get(id_key)
+            if (not ref_type and not ref_id) or (ref_type, ref_id) == (entity_type, record_id):
+                continue
+            ok = isinstance(ref_type, str) and fga_type(ref_type) in RECORD_RELATIONS
+            try:
+                refs.append((ref_type, validate_id(ref_id)) if ok else None)
+            except InvalidInput:
+                refs.append(None)
+        wanted.append(refs)
+    unique = sorted({ref for refs in wanted for ref in refs if ref is not None})
+    allowed = {ref for ref, ok in zip(unique, authz.check_many("can_read", unique), strict=True) if ok}
+    return [note for note, refs in zip(notes, wanted, strict=True) if all(r in allowed for r in refs)]
+
+
 def get_stream(ctx: ToolContext, args: JsonObject) -> JsonObject:
     entity_type, record_id = args["entity_type"], _id(args["id"])
-    Authorizer(ctx).require("can_read", entity_type, record_id)
+    authz = Authorizer(ctx)
+    authz.require("can_read", entity_type, record_id)
     with crm_errors(ctx):
         page = ctx.services.crm.stream(
             entity_type, record_id, offset=args.get("offset", 0), max_size=args.get("limit", 20)
@@ -143,7 +168,7 @@ def get_stream(ctx: ToolContext, args: JsonObject) -> JsonObject:
         "entity_type": entity_type,
         "id": record_id,
         "total": page.total,
-        "notes": page.list,
+        "notes": _readable_notes(authz, entity_type, record_id, page.list),
         "next_offset": offset if offset < page.total else None,
     }
 
