@@ -61,8 +61,8 @@ def test_update_may_still_link_readable_records(embedded_world):
 
 def test_convert_lead_applies_the_assignment_rule(embedded_world):
     alice = embedded_world.user_id("alice")
-    lead = [rid for rid, r in embedded_world.crm.state.table("Lead").items()
-            if r.get("assignedUserId") == alice and r.get("status") != "Converted"][0]
+    lead = next(rid for rid, r in embedded_world.crm.state.table("Lead").items()
+                if r.get("assignedUserId") == alice and r.get("status") != "Converted")
     result = embedded_world.call("alice", "convert_lead", {
         "lead_id": lead, "contact": {"lastName": "Pushed", "assignedUserId":
                                      embedded_world.user_id("carol")},
