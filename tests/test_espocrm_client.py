@@ -291,7 +291,7 @@ def test_status_mapping(espocrm_server, espocrm_client, status, reason, error):
 
 def test_access_denied_from_espocrm(espocrm_server, espocrm_client):
     with pytest.raises(AccessDenied, match="Not supported event"):
-        espocrm_client.create_webhook("Nope.create", "http://127.0.0.1:9/x")
+        espocrm_client.create_webhook("Lead.explode", "http://127.0.0.1:9/x")
     lead = espocrm_client.list_records("Lead", max_size=1).list[0]
     espocrm_server.fake.hide("Lead", lead["id"])
     with pytest.raises(AccessDenied, match="No read access"):

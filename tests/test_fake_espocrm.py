@@ -423,7 +423,8 @@ def test_webhook_registration_rules(espocrm_server):
         response = api(espocrm_server, "POST", "Webhook", json=body)
         return response.status_code, response.headers.get("X-Status-Reason")
     url = "http://127.0.0.1:9/h"
-    assert status({"event": "Foo.create", "url": url}) == (403, "Not supported event.")
+    assert status({"event": "Foo.create", "url": url}) == (
+        403, "Entity type is not available for Webhooks.")
     assert status({"event": "Lead.explode", "url": url}) == (403, "Not supported event.")
     assert status({"event": "Lead.fieldUpdate.assignedUserId", "url": url}) == (
         403, "Field does not exist.")

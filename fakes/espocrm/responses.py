@@ -284,7 +284,16 @@ class Api:
         return actions.mass_action(self.state, self._object(), user["id"])
 
     def convert_lead(self, user: Record) -> Record:
-        return actions.convert_lead(self.state, self._object(), user["id"])
+        body = self._object()
+        lead_id, records = body.get("id"), body.get("records")
+        if isinstance(lead_id, str) and lead_id:  # reference §7: edit on the lead, then create
+            self.state.stored("Lead", lead_id)
+            self._acl("Lead", "edit", lead_id)
+            for entity_type in actions.CONVERT_ORDER:
+                if isinstance(records, dict) and isinstance(records.get(entity_type), dict) and \
+                        "create" in self.state.denied.get(entity_type, set()):
+                    raise Forbidden(f"No 'create' access for {entity_type}.")
+        return actions.convert_lead(self.state, body, user["id"])
 
     def post_note(self, user: Record) -> Record:
         body = self._object()

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import threading
 import time
@@ -29,19 +28,39 @@ from fakes.espocrm.models import EspoState, Record
 BATCH = 50
 MAX_PER_USER = 50
 RETRY_CODES = {0, 401, 403, 404, 405, 408, 500, 503}
-EVENT = re.compile(r"([A-Za-z]+)\.(create|update|delete|fieldUpdate)(?:\.([A-Za-z0-9_]+))?")
+EVENT_TYPES = ("create", "update", "delete", "fieldUpdate")
+
+
+def parse_event(state: EspoState, event: Any) -> tuple[str, str, str | None]:
+    """``BeforeSave::processEntityEventData``: (entity type, kind, field), checks in its order."""
+    if not isinstance(event, str) or not event:
+        raise Forbidden("Event is empty.")
+    parts = event.split(".")
+    if len(parts) not in (2, 3):
+        raise Forbidden("Not supported event.")
+    entity_type, kind = parts[0], parts[1]
+    if not entity_type:
+        raise Forbidden("Entity Type is empty.")
+    if entity_type not in defs.ENTITY_TYPES:
+        raise Forbidden("Entity type is not available for Webhooks.")
+    if "read" in state.denied.get(entity_type, set()):
+        raise Forbidden("Entity type is forbidden.")
+    if kind not in EVENT_TYPES:
+        raise Forbidden("Not supported event.")
+    if kind != "fieldUpdate":
+        return entity_type, kind, None
+    field = parts[2] if len(parts) == 3 else ""
+    if not field:
+        raise Forbidden("Field is empty.")
+    if field not in defs.fields(entity_type):
+        raise Forbidden("Field does not exist.")
+    return entity_type, kind, field
 
 
 def register(state: EspoState, body: Record, user: Record) -> Record:
     """``POST /Webhook``: validate the event and URL, return the record with ``secretKey``."""
     event, url = body.get("event"), body.get("url")
-    match = EVENT.fullmatch(event) if isinstance(event, str) else None
-    if not match or match.group(1) not in defs.ENTITY_TYPES or \
-            (match.group(2) == "fieldUpdate") != bool(match.group(3)):
-        raise Forbidden("Not supported event.")
-    entity_type, kind, field = match.groups()
-    if field and field not in defs.fields(entity_type):
-        raise Forbidden("Field does not exist.")
+    entity_type, kind, field = parse_event(state, event)
     if not url:
         raise ValidationFailure("Webhook", "url", "required")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 512:
@@ -49,7 +68,7 @@ def register(state: EspoState, body: Record, user: Record) -> Record:
     with state.lock:
         own = [h for h in state.webhooks.values() if h["userId"] == user["id"]]
         if len(own) >= MAX_PER_USER and user.get("type") != "admin":
-            raise Forbidden("Webhook limit is exceeded.")
+            raise Forbidden("Webhook number per user exceeded the limit.")
         stamp = now_str()
         hook = {"id": new_id(), "event": event, "url": url, "isActive": True,
                 "userId": user["id"], "userName": state.name_of("User", user["id"]),
@@ -113,6 +132,11 @@ class WebhookSender:
                 if item["status"] == "Pending" and item["processAt"] <= now and \
                         len(batches.setdefault(item["webhookId"], [])) < BATCH:
                     batches[item["webhookId"]].append(item)
+            for items in batches.values():  # Queue::prepareItemData: unreadable → deleted
+                dropped = {id(i) for i in items if not self._readable(i)}
+                items[:] = [i for i in items if id(i) not in dropped]
+                self.state.webhook_queue = [q for q in self.state.webhook_queue
+                                            if id(q) not in dropped]
             hooks = {i: dict(self.state.webhooks[i]) for i in batches if i in self.state.webhooks}
         results = []
         for hook_id, items in batches.items():
@@ -122,6 +146,13 @@ class WebhookSender:
             code = self._post(hook, [i["data"] for i in items])
             results.append(self._settle(hook, items, code, now))
         return results
+
+    def _readable(self, item: Record) -> bool:
+        """May the webhook owner (an API user) still read the item's record?"""
+        entity_type = item["event"].split(".", 1)[0]
+        record_id = (item.get("data") or {}).get("id")
+        return "read" not in self.state.denied.get(entity_type, set()) and \
+            f"{entity_type}:{record_id}" not in self.state.hidden
 
     def _post(self, hook: Record, payload: list[Any]) -> int:
         body = encode_body(payload)
