@@ -134,7 +134,7 @@ def _install_request_log(app: Flask) -> None:
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         metrics.requests.labels(rule, str(response.status_code)).inc()
         if duration is not None:
-            metrics.latency.labels(g.get("mcp_method") or "-").observe(duration / 1000)
+            metrics.latency.labels(_method_label(g.get("mcp_method"))).observe(duration / 1000)
         log.info(
             "request",
             extra={
@@ -149,6 +149,16 @@ def _install_request_log(app: Flask) -> None:
             },
         )
         return response
+
+
+def _method_label(method: Any) -> str:
+    """A bounded metric label: the client chooses the method string, so unknown ones (and
+    their unbounded variety) all count as ``other``."""
+    from espomcp.mcp.server import LEGACY_METHODS, MODERN_METHODS
+
+    if not method:
+        return "-"
+    return method if method in MODERN_METHODS or method in LEGACY_METHODS else "other"
 
 
 def _install_error_handlers(app: Flask) -> None:

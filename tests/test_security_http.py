@@ -1,0 +1,25 @@
+"""Security review at the HTTP edge: what a caller can make the server keep or expose."""
+
+from __future__ import annotations
+
+
+def _methods_labelled(app) -> set[str]:
+    metrics = app.extensions["espomcp"].metrics
+    return {sample.labels["mcp_method"] for family in metrics.latency.collect()
+            for sample in family.samples if "mcp_method" in sample.labels}
+
+
+def test_latency_metric_labels_stay_bounded_under_made_up_methods(mcp_app, mcp_client,
+                                                                  alice_token):
+    headers = {"Authorization": f"Bearer {alice_token}"}
+    for i in range(30):
+        response = mcp_client.post("/mcp", json={"jsonrpc": "2.0", "id": i,
+                                                 "method": f"probe/{i}-" + "x" * 500},
+                                   headers=headers)
+        assert response.get_json()["error"]["code"] == -32601
+    mcp_client.post("/mcp", json={"jsonrpc": "2.0", "id": 99, "method": "tools/list"},
+                    headers=headers)
+    labels = _methods_labelled(mcp_app)
+    assert "tools/list" in labels
+    assert not any(label.startswith("probe/") for label in labels)
+    assert len(labels) <= 4
