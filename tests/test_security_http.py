@@ -23,3 +23,21 @@ def test_latency_metric_labels_stay_bounded_under_made_up_methods(mcp_app, mcp_c
     assert "tools/list" in labels
     assert not any(label.startswith("probe/") for label in labels)
     assert len(labels) <= 4
+
+
+def test_abandoned_sign_ins_do_not_pile_up_in_the_session_store(tmp_path, monkeypatch):
+    # GET /admin/login is unauthenticated and creates a row each time; rows of sign-ins that
+    # are never finished must go once expired, even if nobody ever loads them again.
+    import time
+
+    from espomcp.admin import sessions
+
+    store = sessions.SessionStore(tmp_path / "s.sqlite3", "secret")
+    now = time.time()
+    monkeypatch.setattr(sessions.time, "time", lambda: now)
+    for _ in range(200):
+        store.create({"kind": "login"}, sessions.LOGIN_TTL)
+    monkeypatch.setattr(sessions.time, "time", lambda: now + sessions.LOGIN_TTL + 1)
+    live = store.create({"kind": "login"}, sessions.LOGIN_TTL)
+    rows = store._conn.execute("SELECT COUNT(*) FROM admin_sessions").fetchone()[0]
+    assert rows == 1 and store.load(live) == {"kind": "login"}

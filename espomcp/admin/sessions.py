@@ -65,8 +65,13 @@ class SessionStore:
 
     # --- rows ---------------------------------------------------------------------------
     def create(self, data: dict[str, Any], ttl: float) -> str:
-        """Store ``data`` under a fresh random id (never reuses one: no session fixation)."""
+        """Store ``data`` under a fresh random id (never reuses one: no session fixation).
+
+        Expired rows are purged here too: sign-ins start unauthenticated, so abandoned ones
+        would otherwise pile up for as long as nobody loads them."""
         session_id = secrets.token_urlsafe(32)
+        with self._lock:
+            self._conn.execute("DELETE FROM admin_sessions WHERE expires <= ?", (time.time(),))
         self.save(session_id, data, ttl)
         return session_id
 
