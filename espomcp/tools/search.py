@@ -227,10 +227,13 @@ def global_search(ctx: ToolContext, args: JsonObject) -> JsonObject:
     ]
     flags = authz.check_many("can_read", [(r["_scope"], r["id"]) for r in candidates])
     visible = [present(ctx.services, r["_scope"], r) for r, ok in zip(candidates, flags, strict=True) if ok]
+    offset = args.get("offset", 0)
+    # GlobalSearch reports total -1 (more rows exist) or -2 (no more), reference §7.
+    more = page.total == -1 if page.total < 0 else offset + len(page.list) < page.total
     return {
         "query": args["query"],
         "records": visible,
-        "next_offset": args.get("offset", 0) + limit if len(page.list) >= limit else None,
+        "next_offset": offset + limit if more and len(page.list) >= limit else None,
     }
 
 
