@@ -41,3 +41,24 @@ def test_abandoned_sign_ins_do_not_pile_up_in_the_session_store(tmp_path, monkey
     live = store.create({"kind": "login"}, sessions.LOGIN_TTL)
     rows = store._conn.execute("SELECT COUNT(*) FROM admin_sessions").fetchone()[0]
     assert rows == 1 and store.load(live) == {"kind": "login"}
+
+
+def test_a_configured_type_without_a_scope_area_needs_the_admin_scope(make_settings, mint_token):
+    # scope_for: types outside the scope areas need espocrm:admin; a configured custom type
+    # must not fall through to "no scope needed".
+    from espomcp import create_app
+    from espomcp.settings import DEFAULT_ENTITY_TYPES
+
+    app = create_app(make_settings(fga_backend="off",
+                                   entity_types=[*DEFAULT_ENTITY_TYPES, "Document"]))
+    app.extensions["espomcp"].extras["outbox"].stop_drainer()
+    token = mint_token("alice", ["espocrm:contacts:read"],
+                       audience=app.extensions["espomcp"].settings.audience)
+    for name, arguments in (("search_records", {"entity_type": "Document"}),
+                            ("create_record", {"entity_type": "Document", "data": {"name": "x"}})):
+        response = app.test_client().post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": name, "arguments": arguments}},
+            headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 403, (name, response.get_json())
+        assert 'scope="espocrm:admin"' in response.headers["WWW-Authenticate"]

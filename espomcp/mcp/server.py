@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from espomcp import __version__
 from espomcp.auth.bearer import BearerError
+from espomcp.auth.scopes import ADMIN_SCOPE, AREA_BY_ENTITY
 from espomcp.deadline import within
 from espomcp.mcp.jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, JsonRpcError
 from espomcp.mcp.protocol import (
@@ -140,9 +141,16 @@ class McpServer:
 
     def required_scopes(self, tool: Tool, arguments: dict[str, Any]) -> frozenset[str]:
         try:
-            return tool.required_scopes(arguments)
+            needed = tool.required_scopes(arguments)
         except (TypeError, ValueError, KeyError, AttributeError):
             return frozenset()  # malformed arguments: argument validation reports them
+        entity_type = arguments.get("entity_type")
+        if isinstance(entity_type, str) and entity_type not in AREA_BY_ENTITY \
+                and entity_type in tool.entity_types():
+            # A configured type without a scope area needs the admin scope (scope_for);
+            # it must never fall through to "no scope needed".
+            needed = needed | {ADMIN_SCOPE}
+        return needed
 
     def call_tool(self, call: Call) -> dict[str, Any]:
         tool, arguments = self.resolve_tool(call.params)
@@ -200,8 +208,13 @@ class McpServer:
 
 
 def tool_result(structured: dict[str, Any]) -> dict[str, Any]:
-    """A successful result: structured content plus the same data as readable JSON text."""
-    text = json.dumps(structured, ensure_ascii=False, indent=1, default=str)
+    """A successful result: structured content plus the same data as readable JSON text.
+
+    One line with spaces after separators: as readable as an indented dump for a model, fewer
+    tokens, and json's C encoder (``indent`` forces the pure-Python one, the largest CPU cost
+    of a tool call after the EspoCRM request itself: bench/README.md).
+    """
+    text = json.dumps(structured, ensure_ascii=False, separators=(", ", ": "), default=str)
     return {"content": [{"type": "text", "text": text}], "structuredContent": structured,
             "isError": False}
 
