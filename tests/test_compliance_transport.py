@@ -54,8 +54,13 @@ def test_param_headers_as_clients_render_them(arguments, headers):
     ({"flag": True}, {}),
     ({"count": 42}, {"mcp-param-count": ["42.5"]}),
     ({"region": "eu"}, {"mcp-param-region": ["us"]}),
-], ids=["python-bool", "missing", "fraction", "mismatch"])
+    ({}, {"mcp-param-region": ["eu"]}),
+    ({"region": None}, {"mcp-param-region": ["eu"]}),
+], ids=["python-bool", "missing", "fraction", "mismatch", "header-without-argument",
+        "header-for-null"])
 def test_param_header_mismatch_is_32020(arguments, headers):
+    """§3.3 step 4; a header whose argument the body does not carry is a mismatch too (what
+    intermediaries route on must be what the server executes; the 2.3.0 server refuses it)."""
     with pytest.raises(JsonRpcError) as caught:
         check_param_headers(headers, SCHEMA, arguments)
     assert caught.value.code == -32020

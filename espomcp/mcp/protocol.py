@@ -98,10 +98,14 @@ def check_param_headers(
     """§3.3 step 4: arguments marked ``x-mcp-header`` must be mirrored in Mcp-Param-* headers."""
     for arg, schema in (input_schema.get("properties") or {}).items():
         header = schema.get("x-mcp-header") if isinstance(schema, dict) else None
-        if not header or arguments.get(arg) is None:
+        if not header:
             continue
         raw = _single(headers, f"Mcp-Param-{header}")
-        value = arguments[arg]
+        value = arguments.get(arg)
+        if value is None:  # absent or null: no header; one would route on a value never sent
+            if raw is not None:
+                raise JsonRpcError(HEADER_MISMATCH, f"Mcp-Param-{header} names an absent argument")
+            continue
         if raw is None:
             raise JsonRpcError(HEADER_MISMATCH, f"Mcp-Param-{header} header is missing")
         text = decode_header_value(raw)
