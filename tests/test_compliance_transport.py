@@ -64,3 +64,16 @@ def test_param_header_mismatch_is_32020(arguments, headers):
     with pytest.raises(JsonRpcError) as caught:
         check_param_headers(headers, SCHEMA, arguments)
     assert caught.value.code == -32020
+
+
+def test_step_up_403_echoes_the_request_id(mcp_client, mint_token, mcp_app):
+    """JSON-RPC 2.0 §5: an error answering a request whose id could be read carries that id
+    (null only for parse errors and invalid requests); the insufficient_scope 403 is one."""
+    token = mint_token("alice", audience=mcp_app.extensions["espomcp"].settings.audience)
+    response = post(mcp_client, token, {"jsonrpc": "2.0", "id": 42, "method": "tools/call",
+                                        "params": {"name": "delete_record", "arguments": {
+                                            "entity_type": "Contact", "id": "0" * 17}}},
+                    **{"MCP-Protocol-Version": "2025-11-25"})
+    assert response.status_code == 403
+    assert "insufficient_scope" in response.headers["WWW-Authenticate"]
+    assert response.get_json()["id"] == 42

@@ -78,9 +78,9 @@ def resource_metadata_url() -> str:
     return services().settings.public_url + "/.well-known/oauth-protected-resource/mcp"
 
 
-def challenge_response(exc: BearerError) -> Response:
+def challenge_response(exc: BearerError, request_id: Any = None) -> Response:
     header = exc.challenge(resource_metadata_url(), BASIC_SCOPES)
-    body = error_response(None, JsonRpcError(INVALID_REQUEST if exc.status_code == 400 else
+    body = error_response(request_id, JsonRpcError(INVALID_REQUEST if exc.status_code == 400 else
                                              -32001, exc.description or "Unauthorized"))
     g.outcome = f"auth:{exc.error or 'missing'}"
     return json_response(body, exc.status_code, {"WWW-Authenticate": header})
@@ -252,7 +252,7 @@ def handle_request(svc: Services, body: dict[str, Any], header_version: str | No
                                       principal=principal, headers=headers,
                                       request_id=uuid.uuid4().hex))
     except BearerError as exc:
-        return challenge_response(exc)
+        return challenge_response(exc, request_id)
     except JsonRpcError as exc:
         g.outcome = f"rpc-error:{exc.code}"
         status = MODERN_STATUS.get(exc.code, 200) if modern else (
