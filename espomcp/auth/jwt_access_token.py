@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +28,11 @@ from espomcp.auth.jwks import KeyLookupError, KeySource
 # holds the issuer's public keys (algorithm-confusion attacks).
 FORBIDDEN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
 MAX_TOKEN_LENGTH = 16 * 1024
+# Verified tokens are remembered (by SHA-256) so a client's repeated calls skip the signature
+# check; the claims (exp, nbf, iss, aud …) are still checked on every call. A signing key the
+# issuer withdraws stops working for remembered tokens after at most VERIFIED_TTL_SECONDS.
+VERIFIED_TTL_SECONDS = 60.0
+VERIFIED_MAX = 512
 OPAQUE_HINT = (
     "the access token is not a signed JWT; it looks like an opaque token, which Auth0 issues "
     "when the authorization request names no API. Request a token with resource (or "
@@ -88,11 +96,45 @@ class JwtAccessTokenValidator:
         self.policy = policy
         self.keys = keys
         self._registry = jws.JWSRegistry(algorithms=list(policy.algorithms))
+        self._verified: OrderedDict[bytes, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def validate(self, token: str) -> dict[str, Any]:
         """Return the verified claims of ``token`` or raise ``InvalidToken``."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("the access token is too long")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        remembered = self._remembered(digest)
+        if remembered is not None:
+            self._check_claims(remembered)
+            return dict(remembered)
+        claims = self._verify(token)
+        self._remember(digest, claims)
+        return dict(claims)
+
+    def verified_count(self) -> int:
+        """How many verified tokens are remembered (bounded by VERIFIED_MAX)."""
+        with self._lock:
+            return len(self._verified)
+
+    def _remembered(self, digest: bytes) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._verified.get(digest)
+            if entry is None:
+                return None
+            if entry[0] <= time.monotonic():
+                del self._verified[digest]
+                return None
+            self._verified.move_to_end(digest)
+            return entry[1]
+
+    def _remember(self, digest: bytes, claims: dict[str, Any]) -> None:
+        with self._lock:
+            self._verified[digest] = (time.monotonic() + VERIFIED_TTL_SECONDS, claims)
+            while len(self._verified) > VERIFIED_MAX:
+                self._verified.popitem(last=False)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = read_header(token)
         except InvalidToken as exc:
