@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.stack import ROOT, Stack
+from bench.stack import ROOT, Stack, cpu_seconds
 from espomcp.espocrm.client import EspoClient
 from espomcp.fga.backend import build_backend
 from espomcp.settings import Settings
@@ -88,9 +88,12 @@ def run(data_dir: Path, *, rounds: int = 3, duration: float = 4.0, concurrency: 
         settings = settings_for(stack, crm_url, issuer, public)
         log("  backfilling the FGA store …")
         backfill(settings)
-        stack.gunicorn("wsgi:app", stack.env(crm_url, issuer, public), mcp_port)
-        stack.gunicorn("bench.baseline_app:app", stack.env(crm_url, issuer, public), base_port,
-                       ready_path="/")
+        mcp_proc = stack.gunicorn("wsgi:app", stack.env(crm_url, issuer, public), mcp_port)
+        base_proc = stack.gunicorn("bench.baseline_app:app", stack.env(crm_url, issuer, public),
+                                   base_port, ready_path="/")
+        assert stack.crm_proc is not None
+        servers = {"baseline": base_proc.pid, "mcp": mcp_proc.pid, "search": mcp_proc.pid}
+        crm_pid = stack.crm_proc.pid
         crm = EspoClient.from_settings(settings)
         alice = user_id("alice")
         contact = crm.list_records("Contact", where=[{"type": "equals", "attribute":
@@ -116,7 +119,12 @@ def run(data_dir: Path, *, rounds: int = 3, duration: float = 4.0, concurrency: 
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in specs}
         for n in range(rounds):
             for name, spec in specs.items():
+                before = cpu_seconds(servers[name]), cpu_seconds(crm_pid)
                 result = loadgen(spec)
+                after = cpu_seconds(servers[name]), cpu_seconds(crm_pid)
+                calls = max(1, result["sent"])
+                result["server_cpu_ms"] = (after[0] - before[0]) / calls * 1000
+                result["crm_cpu_ms"] = (after[1] - before[1]) / calls * 1000
                 if result["errors"]:
                     raise RuntimeError(f"{name} run had errors: {result['statuses']}")
                 runs[name].append(result)
@@ -127,6 +135,8 @@ def run(data_dir: Path, *, rounds: int = 3, duration: float = 4.0, concurrency: 
         return statistics.median(r[key] for r in runs[name])
 
     ratios = [b["rps"] / m["rps"] for b, m in zip(runs["baseline"], runs["mcp"], strict=True)]
+    cpu_ratios = [(m["server_cpu_ms"] + m["crm_cpu_ms"]) / (b["server_cpu_ms"] + b["crm_cpu_ms"])
+                  for b, m in zip(runs["baseline"], runs["mcp"], strict=True)]
     return {
         "mcp_rps": median("mcp", "rps"),
         "mcp_p50_ms": median("mcp", "p50_ms"),
@@ -135,5 +145,9 @@ def run(data_dir: Path, *, rounds: int = 3, duration: float = 4.0, concurrency: 
         "overhead_ratio": statistics.median(ratios),
         "search_rps": median("search", "rps"),
         "search_p50_ms": median("search", "p50_ms"),
+        "mcp_cpu_ms": median("mcp", "server_cpu_ms"),
+        "baseline_cpu_ms": median("baseline", "server_cpu_ms"),
+        "crm_cpu_ms": median("baseline", "crm_cpu_ms"),
+        "cpu_overhead_ratio": statistics.median(cpu_ratios),
     }
 

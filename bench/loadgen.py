@@ -1,8 +1,9 @@
 """A small closed-loop HTTP/1.1 load generator, run in its own process.
 
 ``python -m bench.loadgen SPEC.json`` reads ``{"url", "method", "headers", "bodies",
-"concurrency", "duration", "warmup"}`` and prints ``{"requests", "errors", "rps", "p50_ms",
-"p99_ms", "statuses"}``. Each worker thread keeps one persistent socket and writes pre-built
+"concurrency", "duration", "warmup"}`` and prints ``{"requests", "sent", "errors", "rps",
+"p50_ms", "p99_ms", "statuses"}`` (``requests``: measured after the warm-up; ``sent``: all).
+Each worker thread keeps one persistent socket and writes pre-built
 request bytes, so the generator spends microseconds per request and the server is what is
 measured. Responses must carry ``Content-Length`` (gunicorn and Flask set it); a
 ``Connection: close`` answer makes the worker reconnect.
@@ -100,6 +101,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     measure_from = start + warmup
     stop_at = measure_from + float(spec.get("duration", 5.0))
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    sent = [0] * concurrency
     statuses: list[Counter[int]] = [Counter() for _ in range(concurrency)]
 
     def worker(n: int) -> None:
@@ -116,6 +118,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                     status = 599
                 ended = time.perf_counter()
                 i += 1
+                sent[n] += 1
                 if began >= measure_from:
                     latencies[n].append((ended - began) * 1000)
                     statuses[n][status] += 1
@@ -135,6 +138,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     errors = sum(c for s, c in total.items() if s >= 400)
     return {
         "requests": len(merged),
+        "sent": sum(sent),
         "errors": errors,
         "rps": len(merged) / elapsed if elapsed > 0 else 0.0,
         "p50_ms": statistics.median(merged) if merged else 0.0,

@@ -21,6 +21,26 @@ from fakes.server import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and all its descendants (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == current]
+    return total
+
+
 def wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 60.0) -> None:
     """Poll ``url`` until it answers below 500, or raise with the process's output."""
     deadline = time.monotonic() + timeout
@@ -42,6 +62,7 @@ class Stack:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.procs: list[subprocess.Popen[Any]] = []
+        self.crm_proc: subprocess.Popen[Any] | None = None
 
     def __enter__(self) -> Stack:
         return self
@@ -75,10 +96,14 @@ class Stack:
         """The benchmark fake EspoCRM (``bench.crm``) under gunicorn; returns its URL."""
         port = free_port()
         env = {"BENCH_CRM_LEADS": leads, "BENCH_CRM_BULK": str(bulk)}
-        proc = self.spawn([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread",
+        # -c /dev/null: not the project's gunicorn.conf.py (gunicorn reads it from the working
+        # directory), whose worker recycling would reseed the fake's in-memory data mid-run.
+        proc = self.spawn([sys.executable, "-m", "gunicorn", "-c", "/dev/null", "-w", "1",
+                           "-k", "gthread",
                            "--threads", "8", "-b", f"127.0.0.1:{port}", "--keep-alive", "30",
                            "--timeout", "600", "--limit-request-line", "0",  # search sweep
                            "bench.crm:app()"], env)
+        self.crm_proc = proc
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/_fake/users", proc, timeout=300)
         return url
@@ -107,9 +132,11 @@ class Stack:
 
     def gunicorn(self, app: str, env: dict[str, str], port: int, *, workers: int = 2,
                  threads: int = 4, ready_path: str = "/healthz") -> subprocess.Popen[Any]:
-        """``app`` under gunicorn (gthread workers: persistent connections, like production)."""
-        proc = self.spawn([sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread",
-                           "--threads", str(threads), "-b", f"127.0.0.1:{port}",
-                           "--graceful-timeout", "5", "--keep-alive", "30", app], env)
+        """``app`` under gunicorn with the production ``gunicorn.conf.py`` (gthread workers,
+        JSON access log, worker recycling), ``workers`` x ``threads``, on ``port``."""
+        env = {**env, "GUNICORN_WORKERS": str(workers), "GUNICORN_THREADS": str(threads),
+               "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_GRACEFUL_TIMEOUT": "5"}
+        proc = self.spawn([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+                           "--keep-alive", "30", app], env)
         wait_http(f"http://127.0.0.1:{port}{ready_path}", proc)
         return proc

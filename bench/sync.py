@@ -27,6 +27,7 @@ def _rate(stack: Stack, crm_url: str, work: Path) -> tuple[float, int, int]:
 
 def run(work: Path, *, repeat: int = 3, bulk: bool = True, log: Any = print) -> dict[str, float]:
     out: dict[str, float] = {}
+    work.mkdir(parents=True, exist_ok=True)
     with Stack(work) as stack:
         crm_url = stack.crm()
         rates = []
