@@ -16,7 +16,6 @@ tests run against the embedded engine and nothing remote is touched.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,16 +229,16 @@ class FgaInit:
         if not Path(self.tests).is_file():
             result.report = f"verification skipped: {self.tests} not found (pass --tests FILE)"
             return
-        kwargs = {"engine_factory": engine_factory} if engine_factory else {}
+        kwargs: dict[str, Any] = {}
+        if engine_factory:  # remote: every tuple travels as a contextual tuple, none is written
+            kwargs = {"engine_factory": engine_factory, "contextual": "all"}
         try:
             results = run_store_file(self.tests, **kwargs)
         except StoreTestError as exc:
             raise ProvisionError(f"cannot run {self.tests}: {exc}") from None
         result.verified = all(r.passing for r in results)
-        text = io.StringIO()
-        text.write(report(results))
         verdict = "passed" if result.verified else "FAILED"
-        result.report = f"verification with {self.tests}: {verdict}\n{text.getvalue()}"
+        result.report = f"verification with {self.tests}: {verdict}\n{report(results)}"
         result.items.append(PlanItem("verification", str(self.tests),
                                      "passed" if result.verified else "failed",
                                      [f"{verdict}: {sum(r.passing for r in results)}/{len(results)} "
@@ -269,17 +268,14 @@ class RemoteVerifier:
         self.tuples: list[ClientTuple] = []
 
     def write(self, tuples: list[Any]) -> None:
-        for item in tuples:
-            key = TupleKey.from_dict(item) if isinstance(item, dict) else item
-            condition = None
-            if key.condition is not None:
-                condition = RelationshipCondition(name=key.condition.name,
-                                                  context=key.condition.context)
-            self.tuples.append(ClientTuple(user=key.user, relation=key.relation, object=key.object,
-                                           condition=condition))
+        """Tuples the runner would store: kept and sent as contextual tuples too."""
+        self.tuples.extend(_client_tuples(tuples))
         if len(self.tuples) > MAX_CONTEXTUAL_TUPLES:
             raise FgaError(2000, f"more than {MAX_CONTEXTUAL_TUPLES} tuples in one test: OpenFGA "
                            "accepts at most that many contextual tuples")
+
+    def _with(self, contextual: Any) -> list[ClientTuple] | None:
+        return [*self.tuples, *_client_tuples(contextual or ())] or None
 
     def _ask(self, what: str, fn: Any) -> Any:
         try:
@@ -289,25 +285,29 @@ class RemoteVerifier:
         except (OpenApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise provision_error(what, exc) from None  # the store is not usable: abort
 
-    def check(self, user: str, relation: str, object: str, *, context: Any = None) -> bool:
+    def check(self, user: str, relation: str, object: str, *, context: Any = None,
+              contextual_tuples: Any = ()) -> bool:
         request = ClientCheckRequest(user=user, relation=relation, object=object,
-                                     contextual_tuples=self.tuples or None, context=context)
+                                     contextual_tuples=self._with(contextual_tuples), context=context)
         return bool(self._ask("Check", lambda: self.client.check(request, self.options).allowed))
 
-    def list_objects(self, user: str, relation: str, type: str, *, context: Any = None) -> list[str]:
+    def list_objects(self, user: str, relation: str, type: str, *, context: Any = None,
+                     contextual_tuples: Any = ()) -> list[str]:
         request = ClientListObjectsRequest(user=user, relation=relation, type=type,
-                                           contextual_tuples=self.tuples or None, context=context)
+                                           contextual_tuples=self._with(contextual_tuples),
+                                           context=context)
         return list(self._ask("ListObjects",
                               lambda: self.client.list_objects(request, self.options).objects))
 
     def list_users(self, object: str, relation: str, filters: list[Any], *,
-                   context: Any = None) -> list[str]:
+                   context: Any = None, contextual_tuples: Any = ()) -> list[str]:
         obj_type, _, obj_id = object.partition(":")
         user_filters = [UserTypeFilter(type=f.get("type"), relation=f.get("relation"))
                         for f in filters if isinstance(f, dict)]
         request = ClientListUsersRequest(object=FgaObject(type=obj_type, id=obj_id),
                                          relation=relation, user_filters=user_filters,
-                                         contextual_tuples=self.tuples or None, context=context)
+                                         contextual_tuples=self._with(contextual_tuples),
+                                         context=context)
         users = self._ask("ListUsers", lambda: self.client.list_users(request, self.options).users)
         out = []
         for user in users:
@@ -318,3 +318,15 @@ class RemoteVerifier:
             else:
                 out.append(f"{user.wildcard.type}:*")
         return out
+
+
+def _client_tuples(items: Any) -> list[ClientTuple]:
+    out = []
+    for item in items:
+        key = TupleKey.from_dict(item) if isinstance(item, dict) else item
+        condition = None
+        if key.condition is not None:
+            condition = RelationshipCondition(name=key.condition.name, context=key.condition.context)
+        out.append(ClientTuple(user=key.user, relation=key.relation, object=key.object,
+                               condition=condition))
+    return out
