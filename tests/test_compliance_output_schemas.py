@@ -1,7 +1,7 @@
 """mcp-protocol §5.3: with an outputSchema, every successful result MUST carry conforming
 structuredContent. Every registered tool runs through every success path we can provoke (raw
 HTTP, both eras) and its structuredContent is validated with jsonschema against the schema the
-server advertises in tools/list."""
+server advertises in tools/list; results carry the modern stamps only in 2026-07-28."""
 
 from __future__ import annotations
 
@@ -97,6 +97,10 @@ def test_every_tool_result_conforms_to_its_output_schema(embedded_world):
             user, tool, args = success_calls(embedded_world)[index]
             result = rpc(embedded_world, token[user], "tools/call",
                          {"name": tool, "arguments": args}, modern)
+            if modern:  # §3.5 stamps; §4.2: never in legacy results
+                assert result["resultType"] == "complete" and "_meta" in result, tool
+            else:
+                assert not {"resultType", "ttlMs", "cacheScope", "_meta"} & set(result), tool
             if result["isError"]:
                 continue
             seen.add(tool)
