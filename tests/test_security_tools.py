@@ -103,3 +103,30 @@ def test_stream_hides_notes_about_records_the_reader_cannot_see(embedded_world):
                                                             "id": shared})
     text = str(carols_view)
     assert task not in text and "Secret renegotiation plan" not in text
+
+
+def test_link_records_cannot_reassign_or_reshare_without_can_assign(embedded_world):
+    alice, carol = embedded_world.user_id("alice"), embedded_world.user_id("carol")
+    account = next(rid for rid, r in embedded_world.crm.state.table("Account").items()
+                   if r.get("assignedUserId") == alice and r.get("teamsIds") == [SALES])
+    for tool, link, target in (("link_records", "teams", SUPPORT),
+                               ("unlink_records", "teams", SALES),
+                               ("link_records", "assignedUser", carol)):
+        text = embedded_world.error("alice", tool, {"entity_type": "Account", "id": account,
+                                                    "link": link, "related_ids": [target]})
+        assert "can_assign" in text, (tool, link, text)
+    record = embedded_world.crm.state.table("Account")[account]
+    assert record["teamsIds"] == [SALES] and record["assignedUserId"] == alice
+
+
+def test_link_records_cannot_set_the_creator(embedded_world):
+    # createdById makes its user the record's owner (can_write for good); update_record
+    # refuses it, and so must linking through the createdBy link.
+    dave, bob = embedded_world.user_id("dave"), embedded_world.user_id("bob")
+    account = next(rid for rid, r in embedded_world.crm.state.table("Account").items()
+                   if r.get("assignedUserId") == dave and r.get("createdById") != bob)
+    creator = embedded_world.crm.state.table("Account")[account]["createdById"]
+    result = embedded_world.call("bob", "link_records", {
+        "entity_type": "Account", "id": account, "link": "createdBy", "related_ids": [bob]})
+    assert result.is_error is True, result.content[0].text
+    assert embedded_world.crm.state.table("Account")[account]["createdById"] == creator

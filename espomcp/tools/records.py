@@ -50,10 +50,13 @@ CHANGE_OUTPUT: JsonObject = {
 }
 
 
+BLOCKED_ATTRIBUTES = frozenset({"id", "createdAt", "modifiedAt", "createdById", "modifiedById",
+                                "deleted"})
+
+
 def _clean_data(data: JsonObject) -> JsonObject:
     """Drop attributes nobody may set directly (ids, audit fields)."""
-    blocked = {"id", "createdAt", "modifiedAt", "createdById", "modifiedById", "deleted"}
-    return {k: v for k, v in data.items() if k not in blocked}
+    return {k: v for k, v in data.items() if k not in BLOCKED_ATTRIBUTES}
 
 
 def get_record(ctx: ToolContext, args: JsonObject) -> JsonObject:

@@ -25,7 +25,7 @@ from espomcp.tools.common import (
     writable_types,
 )
 from espomcp.tools.lifecycle import sync_record
-from espomcp.tools.records import _id
+from espomcp.tools.records import ASSIGNMENT_FIELDS, BLOCKED_ATTRIBUTES, _id
 from espomcp.tools.search import SEARCH_OUTPUT, _overfetch
 
 if TYPE_CHECKING:
@@ -96,6 +96,7 @@ def _change_links(ctx: ToolContext, args: JsonObject, unlink: bool) -> JsonObjec
         raise ToolError(exc.message, {"field": "related_ids"}) from exc
     authz = Authorizer(ctx)
     authz.require("can_write", entity_type, record_id)
+    _require_link_change(ctx, authz, entity_type, record_id, args["link"])
     flags = authz.check_many("can_read", [(target, i) for i in ids])
     denied = [i for i, ok in zip(ids, flags, strict=True) if not ok]
     if denied:
@@ -122,6 +123,23 @@ def _change_links(ctx: ToolContext, args: JsonObject, unlink: bool) -> JsonObjec
         ("unlinked" if unlink else "linked"): ids,
         "permissions": permissions,
     }
+
+
+def _require_link_change(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str,
+                         link: str) -> None:
+    """Links that stand for attributes get the attribute's rules, as in ``update_record``:
+    audit and read-only ones (``createdBy``: the creator owns the record) cannot be changed,
+    assignment ones (``assignedUser``, ``teams``) need ``can_assign``."""
+    attributes = {f"{link}Id", f"{link}Ids"}
+    with crm_errors(ctx):
+        defs = _cache(ctx.services).entity_defs(ctx.services.crm, entity_type)
+    field = (defs.get("fields") or {}).get(link)
+    if attributes & BLOCKED_ATTRIBUTES or (isinstance(field, dict) and field.get("readOnly")):
+        authz._deny("tool", f"read-only link {link}")
+        raise ToolError(f"The {link} link of {entity_type} is maintained by EspoCRM and cannot "
+                        "be changed.", {"field": "link"})
+    if attributes & set(ASSIGNMENT_FIELDS):
+        authz.require("can_assign", entity_type, record_id)
 
 
 def link_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
