@@ -65,6 +65,9 @@ def test_client_credentials_existing_store_with_an_older_model(fake_openfga_auth
     settings = fga_settings(fga_api_url=fake_openfga_auth.url, fga_client_id="fga-client",
                             fga_client_secret="fga-secret", fga_api_issuer=fake_openfga_auth.url,
                             fga_api_audience="https://fga.example/")
+    planned = FgaInit(settings, FgaInitOptions(store_id=store_id, dry_run=True)).run()
+    assert actions(planned) == {"store": "unchanged", "model": "create"}  # nothing verified
+    assert len(fake_openfga_auth.state.stores[store_id].models) == 1
     first = FgaInit(settings, FgaInitOptions(store_id=store_id, verify=False)).run()
     assert actions(first) == {"store": "unchanged", "model": "create"}
     model_item = next(i for i in first.items if i.kind == "model")

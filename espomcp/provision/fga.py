@@ -211,9 +211,9 @@ class FgaInit:
                                          ["the store's latest model equals fga/model.json"]))
             return str(current.id)
         change = "no model yet" if current is None else f"latest model {current.id} differs"
-        if self.options.dry_run:
+        if self.options.dry_run:  # nothing to verify: our model is not in the store yet
             result.items.append(PlanItem("model", "fga/model.json", "create", [change]))
-            return str(current.id) if current is not None else ""
+            return ""
         body = WriteAuthorizationModelRequest(
             schema_version=self.model.get("schema_version", "1.1"),
             type_definitions=self.model["type_definitions"],
