@@ -100,3 +100,13 @@ def test_convert_lead_needs_edit_access_to_the_lead_and_create_access(espocrm_se
     assert reason(api(espocrm_server, "POST", "Lead/action/convert", json=body)) == (
         403, "No edit access.")
     assert espocrm_server.state.table("Lead")[lead].get("status") != "Converted"
+
+
+def test_global_search_skips_types_the_caller_may_not_read(espocrm_server):
+    """GlobalSearch searches only the listed types the caller has read access to."""
+    def scopes() -> set[str]:
+        found = api(espocrm_server, "GET", "GlobalSearch", params={"q": "a", "maxSize": 200})
+        return {r["_scope"] for r in found.json()["list"]}
+    assert "Account" in scopes()
+    espocrm_server.fake.deny("Account", "read")
+    assert "Account" not in scopes() and scopes()

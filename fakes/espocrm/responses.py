@@ -272,6 +272,8 @@ class Api:
         params = list_params({k: v for k, v in args.items() if k in ("maxSize", "offset")})
         found: list[Record] = []
         for entity_type in GLOBAL_SEARCH:
+            if "read" in self.state.denied.get(entity_type, set()):
+                continue  # GlobalSearch skips types without read access
             _, rows = self.state.find(entity_type, {"textFilter": q, "offset": 0,
                                                     "maxSize": 10 ** 9}, user["id"])
             found += [{"id": r["id"], "name": r.get("name"), "_scope": entity_type} for r in rows]
