@@ -57,6 +57,9 @@ def gunicorn_server(tmp_path: Path, auth_server: Any, espocrm_server: Any) -> It
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
             proc.wait(timeout=10)
         log_file.close()
 
