@@ -130,3 +130,43 @@ def test_link_records_cannot_set_the_creator(embedded_world):
         "entity_type": "Account", "id": account, "link": "createdBy", "related_ids": [bob]})
     assert result.is_error is True, result.content[0].text
     assert embedded_world.crm.state.table("Account")[account]["createdById"] == creator
+
+
+def test_search_paging_reveals_nothing_about_unreadable_matches(embedded_world, monkeypatch):
+    # Over-fetch mode (large readable sets): next_offset used to be the raw EspoCRM position,
+    # so hidden records matching any filter shifted it: an oracle on their attributes.
+    from espomcp.tools import search
+
+    monkeypatch.setattr(search, "PUSHDOWN_LIMIT", 0)
+    contacts = embedded_world.crm.state.table("Contact")
+    readable = sorted(rid for rid, r in contacts.items() if SUPPORT in (r.get("teamsIds") or []))
+    first, second = readable[1], readable[2]
+    hidden = min(rid for rid, r in contacts.items() if r.get("teamsIds") == [SALES])
+    assert hidden < first
+
+    def page(extra_ids: list[str], offset: int) -> dict:
+        where = [{"type": "in", "attribute": "id", "value": [first, second, *extra_ids]}]
+        return embedded_world.ok("carol", "search_records", {
+            "entity_type": "Contact", "where": where, "order_by": "id", "order": "asc",
+            "limit": 1, "offset": offset, "select": ["name"]})
+
+    plain, probed = page([], 0), page([hidden], 0)
+    assert [r["id"] for r in probed["records"]] == [first]
+    assert (probed["total"], probed["next_offset"]) == (plain["total"], plain["next_offset"])
+    assert [r["id"] for r in page([hidden], probed["next_offset"])["records"]] == [second]
+
+
+def test_overfetch_paging_still_walks_every_readable_record_once(embedded_world, monkeypatch):
+    from espomcp.tools import search
+
+    monkeypatch.setattr(search, "PUSHDOWN_LIMIT", 0)
+    expected = {rid for rid, r in embedded_world.crm.state.table("Contact").items()
+                if SUPPORT in (r.get("teamsIds") or [])}
+    seen: list[str] = []
+    offset = 0
+    while offset is not None:
+        page = embedded_world.ok("carol", "search_records", {
+            "entity_type": "Contact", "limit": 3, "offset": offset, "select": ["name"]})
+        seen += [r["id"] for r in page["records"]]
+        offset = page["next_offset"]
+    assert sorted(seen) == sorted(expected) and page["total"] == len(expected)

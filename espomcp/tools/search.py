@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from espomcp.auth.scopes import scope_for
 from espomcp.authz import PUSHDOWN_LIMIT, Authorizer, ReadableSet
-from espomcp.mcp.registry import READ, JsonObject, Tool, ToolContext
+from espomcp.mcp.registry import READ, JsonObject, Tool, ToolContext, ToolError
 from espomcp.tools.common import (
     RECORD_SCHEMA,
     any_scope,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 RAW_PAGE = 200  # EspoCRM's maxSize limit
 TOTAL_SCAN_LIMIT = 5000  # rows scanned (ids only) to count an over-fetched total
+POSITION_SCAN_LIMIT = 20_000  # rows scanned (ids only) to find where a later page starts
 
 WHERE_ITEM: JsonObject = {
     "type": "object",
@@ -130,16 +131,21 @@ def _overfetch(
     limit: int,
     fetch: Fetch | None = None,
 ) -> dict[str, Any]:
-    """Scan raw pages from ``offset`` keeping readable records until ``limit`` are found."""
+    """Scan raw pages keeping readable records until ``limit`` are found.
+
+    ``offset`` and ``next_offset`` count readable matches only, as in pushdown mode: a raw
+    EspoCRM position would shift with every hidden record matching the filters, an oracle on
+    the attributes of records the caller may not read."""
     if fetch is None:
 
         def fetch(off: int, size: int, kw: dict[str, Any]) -> Any:
             return ctx.services.crm.list_records(entity_type, offset=off, max_size=size, **kw)
 
     found: list[dict[str, Any]] = []
-    raw = offset
-    more = True
-    while len(found) < limit:
+    start = _raw_position(authz, readable, entity_type, kwargs, fetch, offset)
+    raw = start if start is not None else 0
+    more = start is not None
+    while more and len(found) < limit:
         page = fetch(raw, RAW_PAGE, kwargs)
         if not page.list:
             more = False
@@ -155,7 +161,33 @@ def _overfetch(
             more = False
             break
     total, exact = _count(authz, readable, entity_type, kwargs, fetch)
-    return _result(ctx, entity_type, found, total, exact, raw, more)
+    return _result(ctx, entity_type, found, total, exact, offset + len(found), more)
+
+
+def _raw_position(
+    authz: Authorizer, readable: ReadableSet, entity_type: str, kwargs: dict[str, Any], fetch: Fetch,
+    offset: int,
+) -> int | None:
+    """The raw position of the ``offset``-th readable match (scanning ids only, in the list's
+    order); None when there are no more. Scans at most POSITION_SCAN_LIMIT rows."""
+    if offset == 0:
+        return 0
+    ids_only = {**kwargs, "select": ["id"]}
+    seen = raw = 0
+    while raw < POSITION_SCAN_LIMIT:
+        page = fetch(raw, RAW_PAGE, ids_only)
+        if not page.list:
+            return None
+        for ok in _readable_flags(authz, readable, entity_type, page.list):
+            if ok:
+                if seen == offset:
+                    return raw
+                seen += 1
+            raw += 1
+        if raw >= page.total:
+            return None
+    raise ToolError(f"This page is too deep to find among {POSITION_SCAN_LIMIT} matching "
+                    "records; narrow the search with filters (where, text) instead of paging.")
 
 
 def _readable_flags(
