@@ -135,7 +135,6 @@ def _require_link_change(ctx: ToolContext, authz: Authorizer, entity_type: str, 
         defs = _cache(ctx.services).entity_defs(ctx.services.crm, entity_type)
     field = (defs.get("fields") or {}).get(link)
     if attributes & BLOCKED_ATTRIBUTES or (isinstance(field, dict) and field.get("readOnly")):
-        authz._deny("tool", f"read-only link {link}")
         raise ToolError(f"The {link} link of {entity_type} is maintained by EspoCRM and cannot "
                         "be changed.", {"field": "link"})
     if attributes & set(ASSIGNMENT_FIELDS):
