@@ -77,3 +77,12 @@ def test_step_up_403_echoes_the_request_id(mcp_client, mint_token, mcp_app):
     assert response.status_code == 403
     assert "insufficient_scope" in response.headers["WWW-Authenticate"]
     assert response.get_json()["id"] == 42
+
+
+def test_options_is_405_allow_post_after_the_origin_check(mcp_client):
+    """§2: any method but POST → 405 with ``Allow: POST`` (Flask's automatic OPTIONS answered
+    200 advertising GET/PUT/DELETE, before the Origin check)."""
+    response = mcp_client.open("/mcp", method="OPTIONS")
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    foreign = mcp_client.open("/mcp", method="OPTIONS", headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403

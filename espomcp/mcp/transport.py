@@ -147,7 +147,7 @@ def read_capped(stream: Any, cap: int) -> bytes:
     return b"".join(parts)
 
 
-@bp.route("/mcp", methods=["GET", "POST", "DELETE", "PUT", "PATCH"])
+@bp.route("/mcp", methods=["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"])  # no auto-OPTIONS
 def mcp_endpoint() -> Response:
     svc = services()
     g.mcp_method = None
