@@ -170,3 +170,19 @@ def test_overfetch_paging_still_walks_every_readable_record_once(embedded_world,
         seen += [r["id"] for r in page["records"]]
         offset = page["next_offset"]
     assert sorted(seen) == sorted(expected) and page["total"] == len(expected)
+
+
+def test_create_cannot_share_with_other_teams_without_assign_rights(embedded_world):
+    # update_record needs can_assign to change teamsIds; creating straight into another
+    # team must not be the way around it (a rep pushing records into Support's lists).
+    before = set(embedded_world.crm.state.table("Task"))
+    text = embedded_world.error("alice", "create_record", {"entity_type": "Task", "data": {
+        "name": "pushed into support", "teamsIds": [SUPPORT]}})
+    assert "team" in text
+    assert set(embedded_world.crm.state.table("Task")) == before
+    own = embedded_world.ok("alice", "create_record", {"entity_type": "Task", "data": {
+        "name": "own team is fine", "teamsIds": [SALES]}})
+    assert own["created"] is True
+    managed = embedded_world.ok("bob", "create_record", {"entity_type": "Task", "data": {
+        "name": "manager may share", "teamsIds": [SALES, SUPPORT]}})
+    assert managed["created"] is True

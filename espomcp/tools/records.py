@@ -92,10 +92,15 @@ def create_one(
 
 
 def check_new_record(ctx: ToolContext, authz: Authorizer, entity_type: str, data: JsonObject) -> None:
-    """What every new record needs: the assignment rule, and readable linked records."""
+    """What every new record needs: the assignment rule (for the user and for teams other
+    than the caller's own), and readable linked records."""
     assigned = data.get("assignedUserId")
     if assigned and assigned != authz.user.id and not authz.is_admin():
         _require_assignable(authz, assigned)
+    teams = data.get("teamsIds")
+    if isinstance(teams, list) and set(teams) - set(authz.user.team_ids) and not authz.is_admin():
+        _require_team_manager(authz, "You may only share new records with your own teams; "
+                              "sharing with other teams needs a team manager or an administrator.")
     require_readable_links(ctx, authz, entity_type, data, None)
 
 
@@ -157,16 +162,15 @@ def _linked_id(value: Any, field: str) -> str:
 def _require_assignable(authz: Authorizer, user_id: str) -> None:
     """Assigning to someone else needs a shared team the caller manages, or admin."""
     user_id = _id(user_id)
+    _require_team_manager(authz, "You may only assign records to yourself; assigning to others "
+                          "needs a team manager or an administrator.", {"assignedUserId": user_id})
+
+
+def _require_team_manager(authz: Authorizer, message: str, data: JsonObject | None = None) -> None:
+    """Raise ``message`` unless the caller manages one of their teams (``team#can_assign``)."""
     teams = authz.user.team_ids or []
-    if not teams:
-        raise ToolError("You may only assign records to yourself.")
-    manages = authz.check_many("can_assign", [("Team", t) for t in teams])
-    if not any(manages):
-        raise ToolError(
-            "You may only assign records to yourself; assigning to others needs "
-            "a team manager or an administrator.",
-            {"assignedUserId": user_id},
-        )
+    if not teams or not any(authz.check_many("can_assign", [("Team", t) for t in teams])):
+        raise ToolError(message, data)
 
 
 def _duplicates(ctx: ToolContext, authz: Authorizer, entity_type: str, exc: Duplicate) -> JsonObject:
