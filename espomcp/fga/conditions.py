@@ -322,7 +322,15 @@ _CEL_TYPE_NAMES = {"IntType": "int", "UintType": "uint", "DoubleType": "double",
                    "TimestampType": "google.protobuf.Timestamp", "DurationType": "google.protobuf.Duration",
                    "IPAddress": "ipaddress"}
 _ENV_LOCK = threading.Lock()
-_ENV = celpy.Environment()
+_ENV: celpy.Environment | None = None  # built on first use: ~150 ms, and most models need none
+
+
+def _environment() -> celpy.Environment:
+    """The shared CEL environment (call with ``_ENV_LOCK`` held)."""
+    global _ENV
+    if _ENV is None:
+        _ENV = celpy.Environment()
+    return _ENV
 
 
 def compile_condition(name: str, condition: Mapping[str, Any]) -> _Compiled:
@@ -348,12 +356,13 @@ def compile_condition(name: str, condition: Mapping[str, Any]) -> _Compiled:
         except ValueError as exc:
             raise invalid(f"parameter '{param}': {exc}") from None
     with _ENV_LOCK:
+        env = _environment()
         try:
-            tree = _ENV.compile(expression)
+            tree = env.compile(expression)
         except Exception as exc:  # celpy raises CELParseError and lark errors
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise invalid(f"invalid CEL expression: {first_line}") from None
-        program = _ENV.program(tree, functions=_CEL_FUNCTIONS)
+        program = env.program(tree, functions=_CEL_FUNCTIONS)
     problems = _identifier_problems(tree, set(converters))
     if problems:
         raise invalid(problems[0])
