@@ -57,12 +57,22 @@ def load(engine: Engine, tuples: list[TupleKey]) -> None:
 
 
 def queries(tuples: list[TupleKey], count: int, seed: int = 2) -> list[tuple[str, str, str]]:
-    """Random can_read/can_write checks of users on contacts and accounts (allowed and not)."""
+    """can_read/can_write checks on contacts and accounts: half of a random user (mostly
+    denied, after a full search), half of a user directly related to the object."""
     rng = random.Random(seed)
     objects = sorted({t.object for t in tuples if t.object.startswith(("contact:", "account:"))})
     users = sorted({t.user for t in tuples if t.user.startswith("user:")})
-    return [(rng.choice(users), rng.choice(("can_read", "can_write")), rng.choice(objects))
-            for _ in range(count)]
+    related = [t for t in tuples if t.user.startswith("user:") and t.relation in ("owner",
+                                                                                  "assignee")]
+    out = []
+    for n in range(count):
+        relation = rng.choice(("can_read", "can_write"))
+        if n % 2:
+            direct = rng.choice(related)
+            out.append((direct.user, relation, direct.object))
+        else:
+            out.append((rng.choice(users), relation, rng.choice(objects)))
+    return out
 
 
 def check_latencies_us(engine: Engine, items: list[tuple[str, str, str]]) -> list[float]:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and all its descendants (Linux ``/proc``)."""
+    """User + system CPU time of ``pid`` and all its descendants, live or reaped (``/proc``)."""
     tick = os.sysconf("SC_CLK_TCK")
     stats: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -32,7 +32,9 @@ def cpu_seconds(pid: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        # utime + stime, plus cutime + cstime: workers gunicorn recycled and reaped
+        cpu = sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
+        stats[int(entry.name)] = (int(fields[1]), cpu)
     total, todo = 0.0, [pid]
     while todo:
         current = todo.pop()
@@ -125,7 +127,7 @@ class Stack:
             "ESPOMCP_ESPOCRM_API_KEY": DEMO_API_KEY,
             "ESPOMCP_DATA_DIR": str(self.data_dir),
             "ESPOMCP_RATE_LIMIT_PER_MINUTE": "0",
-            "ESPOMCP_LOG_LEVEL": "WARNING",
+            "ESPOMCP_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),  # default: a line per call
         }
         values.update({f"ESPOMCP_{k.upper()}": v for k, v in extra.items()})
         return values
