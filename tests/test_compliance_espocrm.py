@@ -110,3 +110,20 @@ def test_global_search_skips_types_the_caller_may_not_read(espocrm_server):
     assert "Account" in scopes()
     espocrm_server.fake.deny("Account", "read")
     assert "Account" not in scopes() and scopes()
+
+
+def test_basic_and_espo_authorization_headers(espocrm_server):
+    """espocrm-api §2: a decoded Espo/Basic header without ':' is 400; otherwise a failed login
+    is 401 with an empty body and no Basic challenge (credentials were sent)."""
+    import base64
+
+    url = f"{espocrm_server.url}/api/v1/App/user"
+    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    for headers in ({"Espo-Authorization": b64("no-colon")},
+                    {"Authorization": "Basic " + b64("no-colon")}):
+        assert requests.get(url, headers=headers, timeout=5).status_code == 400, headers
+    for headers in ({"Espo-Authorization": b64("alice:wrong")},
+                    {"Authorization": "Basic " + b64("alice:wrong")}):
+        response = requests.get(url, headers=headers, timeout=5)
+        assert (response.status_code, response.content) == (401, b""), headers
+        assert "WWW-Authenticate" not in response.headers

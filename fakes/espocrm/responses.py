@@ -121,6 +121,20 @@ def list_params(args: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _login_header() -> bytes | None:
+    """The decoded ``Espo-Authorization`` / ``Authorization: Basic`` value (the fake has no
+    password logins: any such login fails), or None if neither header is sent."""
+    espo = request.headers.get("Espo-Authorization")
+    basic = request.headers.get("Authorization", "")
+    raw = espo if espo is not None else basic[6:] if basic[:6].lower() == "basic " else None
+    if raw is None:
+        return None
+    try:
+        return base64.b64decode(raw.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 class Api:
     """Request handling for one ``EspoState``; handler methods return JSON-able values."""
 
@@ -189,14 +203,18 @@ class Api:
         """API key (``X-Api-Key``) or HMAC (``X-Hmac-Authorization``); 401 empty otherwise."""
         api_key = request.headers.get("X-Api-Key")
         hmac_value = request.headers.get("X-Hmac-Authorization")
+        login = _login_header()
         user = None
+        if login is not None and b":" not in login:
+            raise BadRequest("Bad authorization header.")
         if api_key:
             user = self.state.api_user(api_key, "ApiKey")
         elif hmac_value:
             user = self._hmac_user(hmac_value, resource)
         if user is None:
             # EspoCRM challenges only credential-less, non-XHR, non-POST requests without Referer
-            challenge = not (api_key or hmac_value or request.headers.get("Authorization")) and \
+            challenge = not (api_key or hmac_value or login is not None or
+                             request.headers.get("Authorization")) and \
                 request.method != "POST" and not request.headers.get("Referer") and \
                 request.headers.get("X-Requested-With") != "XMLHttpRequest"
             raise Unauthorized(challenge)
