@@ -127,3 +127,14 @@ def test_basic_and_espo_authorization_headers(espocrm_server):
         response = requests.get(url, headers=headers, timeout=5)
         assert (response.status_code, response.content) == (401, b""), headers
         assert "WWW-Authenticate" not in response.headers
+
+
+def test_client_messages_quote_x_status_reason_as_one_sentence():
+    """EspoCRM's X-Status-Reason texts end with a full stop; the client's messages must not
+    read 'No read access..'."""
+    from espomcp.espocrm.errors import error_from_response
+
+    for status, reason in ((403, "No read access."), (404, "Controller 'X' does not exist."),
+                           (400, "Bad order parameter."), (409, "Locked.")):
+        message = error_from_response(status, {"X-Status-Reason": reason}, b"").message
+        assert message.endswith(reason) and not message.endswith(".."), message

@@ -95,7 +95,7 @@ def clean_reason(value: str | None) -> str:
     """``X-Status-Reason`` made safe to show: control characters removed, length capped."""
     if not value:
         return ""
-    text = _CONTROL.sub(" ", value).strip()
+    text = _CONTROL.sub(" ", value).strip().rstrip(".")  # messages add their own full stop
     return text[:_REASON_MAX]
 
 
