@@ -186,3 +186,11 @@ def test_create_cannot_share_with_other_teams_without_assign_rights(embedded_wor
     managed = embedded_world.ok("bob", "create_record", {"entity_type": "Task", "data": {
         "name": "manager may share", "teamsIds": [SALES, SUPPORT]}})
     assert managed["created"] is True
+
+
+def test_create_applies_the_assignment_rule_to_assigned_users_lists(embedded_world):
+    # Entity types with several assigned users (assignedUsersIds) map each to an assignee.
+    alice, carol = embedded_world.user_id("alice"), embedded_world.user_id("carol")
+    text = embedded_world.error("alice", "create_record", {"entity_type": "Task", "data": {
+        "name": "many assignees", "assignedUserId": alice, "assignedUsersIds": [carol]}})
+    assert "assigning to others" in text

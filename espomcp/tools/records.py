@@ -94,9 +94,11 @@ def create_one(
 def check_new_record(ctx: ToolContext, authz: Authorizer, entity_type: str, data: JsonObject) -> None:
     """What every new record needs: the assignment rule (for the user and for teams other
     than the caller's own), and readable linked records."""
-    assigned = data.get("assignedUserId")
-    if assigned and assigned != authz.user.id and not authz.is_admin():
-        _require_assignable(authz, assigned)
+    many = data.get("assignedUsersIds")
+    assignees = [data.get("assignedUserId"), *(many if isinstance(many, list) else [many])]
+    others = [u for u in assignees if u and u != authz.user.id]
+    if others and not authz.is_admin():
+        _require_assignable(authz, others[0])
     teams = data.get("teamsIds")
     if isinstance(teams, list) and set(teams) - set(authz.user.team_ids) and not authz.is_admin():
         _require_team_manager(authz, "You may only share new records with your own teams; "
