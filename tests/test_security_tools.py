@@ -194,3 +194,16 @@ def test_create_applies_the_assignment_rule_to_assigned_users_lists(embedded_wor
     text = embedded_world.error("alice", "create_record", {"entity_type": "Task", "data": {
         "name": "many assignees", "assignedUserId": alice, "assignedUsersIds": [carol]}})
     assert "assigning to others" in text
+
+
+def test_stream_notes_about_other_types_need_that_types_read_scope(embedded_world):
+    account = next(rid for rid, r in embedded_world.crm.state.table("Account").items()
+                   if r.get("assignedUserId") == embedded_world.user_id("alice"))
+    task = embedded_world.ok("alice", "create_record", {"entity_type": "Task", "data": {
+        "name": "Scoped task note", "parentType": "Account", "parentId": account}})["record"]["id"]
+    full = embedded_world.ok("alice", "get_stream", {"entity_type": "Account", "id": account})
+    assert any(n.get("relatedId") == task for n in full["notes"])
+    narrow = embedded_world.call("alice", "get_stream", {"entity_type": "Account", "id": account},
+                                 scopes=["espocrm:accounts:read"])
+    assert narrow.is_error is False
+    assert task not in narrow.content[0].text

@@ -151,9 +151,10 @@ def unlink_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
 
 def _readable_notes(authz: Authorizer, entity_type: str, record_id: str, notes: list[dict]) -> list[dict]:
     """Notes that name another record (``related``, or a parent other than this record: EspoCRM
-    streams a record's children's notes too) only if the caller may read that record; a
-    record of a type outside the authorization model cannot be checked, so its notes stay
-    hidden (fail closed)."""
+    streams a record's children's notes too) only if the caller's scopes and FGA let them read
+    that record; a record of a type outside the authorization model cannot be checked, so its
+    notes stay hidden (fail closed)."""
+    scopes = authz.ctx.principal.scopes
     wanted: list[list[tuple[str, str] | None]] = []
     for note in notes:
         refs: list[tuple[str, str] | None] = []
@@ -161,7 +162,8 @@ def _readable_notes(authz: Authorizer, entity_type: str, record_id: str, notes: 
             ref_type, ref_id = note.get(type_key), note.get(id_key)
             if (not ref_type and not ref_id) or (ref_type, ref_id) == (entity_type, record_id):
                 continue
-            ok = isinstance(ref_type, str) and fga_type(ref_type) in RECORD_RELATIONS
+            ok = isinstance(ref_type, str) and fga_type(ref_type) in RECORD_RELATIONS \
+                and scope_for(ref_type, "read") in scopes
             try:
                 refs.append((ref_type, validate_id(ref_id)) if ok else None)
             except InvalidInput:
