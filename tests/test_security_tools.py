@@ -207,3 +207,24 @@ def test_stream_notes_about_other_types_need_that_types_read_scope(embedded_worl
                                  scopes=["espocrm:accounts:read"])
     assert narrow.is_error is False
     assert task not in narrow.content[0].text
+
+
+def test_global_search_paging_reveals_nothing_about_unreadable_matches(embedded_world):
+    import requests
+
+    crm = embedded_world.crm
+
+    def raw_hits(query: str) -> list[dict]:
+        return requests.get(f"{crm.url}/api/v1/GlobalSearch", params={"q": query, "maxSize": 50},
+                            headers={"X-Api-Key": "demo-api-key"}, timeout=10).json()["list"]
+
+    def hidden_from_carol(hit: dict) -> bool:
+        record = crm.state.table(hit["_scope"]).get(hit["id"]) or {}
+        return SUPPORT not in (record.get("teamsIds") or [])
+
+    names = sorted({r["name"].split()[0] for r in crm.state.table("Account").values()})
+    query = next(q for q in names
+                 if len(hits := raw_hits(q)) >= 2 and all(map(hidden_from_carol, hits)))
+    probed = embedded_world.ok("carol", "global_search", {"query": query, "limit": 1})
+    nothing = embedded_world.ok("carol", "global_search", {"query": "zzzz-none", "limit": 1})
+    assert probed["records"] == [] and probed["next_offset"] == nothing["next_offset"]

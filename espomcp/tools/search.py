@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 RAW_PAGE = 200  # EspoCRM's maxSize limit
 TOTAL_SCAN_LIMIT = 5000  # rows scanned (ids only) to count an over-fetched total
 POSITION_SCAN_LIMIT = 20_000  # rows scanned (ids only) to find where a later page starts
+GLOBAL_RAW_PAGE = 50  # GlobalSearch hits fetched per request
+GLOBAL_SCAN_LIMIT = 1000  # GlobalSearch hits scanned per global_search call
 
 WHERE_ITEM: JsonObject = {
     "type": "object",
@@ -245,28 +247,41 @@ def search_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
 
 
 def global_search(ctx: ToolContext, args: JsonObject) -> JsonObject:
-    """Search across types; keep only types the scopes allow and records FGA lets you read."""
+    """Search across types; keep only types the scopes allow and records FGA lets you read.
+
+    ``offset``/``next_offset`` count readable hits only (raw GlobalSearch positions would
+    reveal how many hidden records match the text); each call scans raw hits from the start,
+    at most GLOBAL_SCAN_LIMIT of them, until it knows whether a further readable hit exists."""
     crm = ctx.services.crm
     authz = Authorizer(ctx)
+    offset, limit = args.get("offset", 0), args.get("limit", 20)
+    visible: list[dict[str, Any]] = []
+    raw = 0
+    while len(visible) <= offset + limit and raw < GLOBAL_SCAN_LIMIT:
+        with crm_errors(ctx):
+            page = crm.global_search(args["query"], offset=raw, max_size=GLOBAL_RAW_PAGE)
+        visible += _readable_hits(ctx, authz, page.list)
+        raw += len(page.list)
+        # GlobalSearch reports total -1 (more rows exist) or -2 (no more), reference §7.
+        more = page.total == -1 if page.total < 0 else raw < page.total
+        if not page.list or not more:
+            break
+    return {
+        "query": args["query"],
+        "records": visible[offset:offset + limit],
+        "next_offset": offset + limit if len(visible) > offset + limit else None,
+    }
+
+
+def _readable_hits(ctx: ToolContext, authz: Authorizer, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     allowed = set(ctx.services.settings.entity_types)
-    limit = args.get("limit", 20)
-    with crm_errors(ctx):
-        page = crm.global_search(args["query"], offset=args.get("offset", 0), max_size=limit)
     candidates = [
         r
-        for r in page.list
+        for r in hits
         if r.get("_scope") in allowed and scope_for(r["_scope"], "read") in ctx.principal.scopes
     ]
     flags = authz.check_many("can_read", [(r["_scope"], r["id"]) for r in candidates])
-    visible = [present(ctx.services, r["_scope"], r) for r, ok in zip(candidates, flags, strict=True) if ok]
-    offset = args.get("offset", 0)
-    # GlobalSearch reports total -1 (more rows exist) or -2 (no more), reference §7.
-    more = page.total == -1 if page.total < 0 else offset + len(page.list) < page.total
-    return {
-        "query": args["query"],
-        "records": visible,
-        "next_offset": offset + limit if more and len(page.list) >= limit else None,
-    }
+    return [present(ctx.services, r["_scope"], r) for r, ok in zip(candidates, flags, strict=True) if ok]
 
 
 def tools(svc: Services) -> list[Tool]:
