@@ -228,3 +228,18 @@ def test_global_search_paging_reveals_nothing_about_unreadable_matches(embedded_
     probed = embedded_world.ok("carol", "global_search", {"query": query, "limit": 1})
     nothing = embedded_world.ok("carol", "global_search", {"query": "zzzz-none", "limit": 1})
     assert probed["records"] == [] and probed["next_offset"] == nothing["next_offset"]
+
+
+def test_search_has_no_next_page_when_only_hidden_matches_follow(embedded_world, monkeypatch):
+    from espomcp.tools import search
+
+    monkeypatch.setattr(search, "PUSHDOWN_LIMIT", 0)
+    contacts = embedded_world.crm.state.table("Contact")
+    mine = min(rid for rid, r in contacts.items() if SUPPORT in (r.get("teamsIds") or []))
+    hidden = max(rid for rid, r in contacts.items() if r.get("teamsIds") == [SALES])
+    assert mine < hidden
+    result = embedded_world.ok("carol", "search_records", {
+        "entity_type": "Contact", "limit": 1, "order_by": "id", "order": "asc",
+        "where": [{"type": "in", "attribute": "id", "value": [mine, hidden]}]})
+    assert [r["id"] for r in result["records"]] == [mine]
+    assert result["next_offset"] is None and result["total"] == 1

@@ -146,24 +146,22 @@ def _overfetch(
     found: list[dict[str, Any]] = []
     start = _raw_position(authz, readable, entity_type, kwargs, fetch, offset)
     raw = start if start is not None else 0
-    more = start is not None
-    while more and len(found) < limit:
+    scanning = start is not None
+    while scanning and len(found) <= limit:  # one readable record beyond the page: is there more?
         page = fetch(raw, RAW_PAGE, kwargs)
         if not page.list:
-            more = False
             break
         flags = _readable_flags(authz, readable, entity_type, page.list)
         for record, ok in zip(page.list, flags, strict=True):
             raw += 1
             if ok:
                 found.append(record)
-                if len(found) == limit:
+                if len(found) > limit:
                     break
-        if raw >= page.total:
-            more = False
-            break
+        scanning = raw < page.total
+    more = len(found) > limit
     total, exact = _count(authz, readable, entity_type, kwargs, fetch)
-    return _result(ctx, entity_type, found, total, exact, offset + len(found), more)
+    return _result(ctx, entity_type, found[:limit], total, exact, offset + limit, more)
 
 
 def _raw_position(
