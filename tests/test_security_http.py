@@ -62,3 +62,29 @@ def test_a_configured_type_without_a_scope_area_needs_the_admin_scope(make_setti
             headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 403, (name, response.get_json())
         assert 'scope="espocrm:admin"' in response.headers["WWW-Authenticate"]
+
+
+def test_a_scope_rule_that_fails_on_valid_arguments_denies(mcp_app, mint_token):
+    # The dispatcher maps a scope-rule exception to "no scope needed" so that argument
+    # validation can report malformed input; for valid input that must not mean "allowed".
+    from espomcp.mcp.registry import READ, Tool
+
+    ran: list[dict] = []
+
+    def broken_rule(arguments: dict) -> frozenset[str]:
+        raise KeyError("a bug in the rule")
+
+    mcp_app.extensions["espomcp"].registry.add(Tool(
+        name="probe_tool", title="Probe", description="A tool whose scope rule is broken.",
+        input_schema={"type": "object", "properties": {"x": {"type": "string"}},
+                      "additionalProperties": False},
+        handler=lambda ctx, args: ran.append(args) or {}, annotations=READ,
+        required_scopes=broken_rule))
+    token = mint_token("alice", ["espocrm:contacts:read"],
+                       audience=mcp_app.extensions["espomcp"].settings.audience)
+    response = mcp_app.test_client().post(
+        "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "probe_tool", "arguments": {"x": "y"}}},
+        headers={"Authorization": f"Bearer {token}"})
+    assert not ran
+    assert response.status_code == 403 or response.get_json()["result"]["isError"] is True

@@ -143,7 +143,12 @@ class McpServer:
         try:
             needed = tool.required_scopes(arguments)
         except (TypeError, ValueError, KeyError, AttributeError):
-            return frozenset()  # malformed arguments: argument validation reports them
+            # Malformed arguments: validation reports them (ToolError). Valid ones mean the
+            # rule itself is broken, which must never read as "no scope needed".
+            self.services.registry.validate_arguments(tool, arguments)
+            log.exception("scope rule of %s failed on valid arguments; requiring %s",
+                          tool.name, ADMIN_SCOPE)
+            return frozenset({ADMIN_SCOPE})
         entity_type = arguments.get("entity_type")
         if isinstance(entity_type, str) and entity_type not in AREA_BY_ENTITY \
                 and entity_type in tool.entity_types():
