@@ -86,3 +86,42 @@ def test_options_is_405_allow_post_after_the_origin_check(mcp_client):
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
     foreign = mcp_client.open("/mcp", method="OPTIONS", headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 403
+
+
+def test_param_headers_round_trip_with_the_official_client(make_settings, mint_token):
+    """§3.2 interop: the 2.3.0 client mirrors x-mcp-header arguments (bool, int, non-ASCII
+    string) into Mcp-Param-* headers after tools/list; the server must accept its rendering."""
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from espomcp import create_app
+    from espomcp.mcp.registry import READ, Tool
+    from fakes.server import ServerThread, free_port
+
+    port = free_port()
+    app = create_app(make_settings(public_url=f"http://127.0.0.1:{port}"))
+    app.extensions["espomcp"].registry.add(Tool(
+        name="echo_params", title="Echo", description="Echo the arguments.",
+        input_schema={**SCHEMA, "additionalProperties": False},
+        output_schema={"type": "object"}, handler=lambda ctx, args: dict(args),
+        annotations=READ))
+    server = ServerThread(app, port=port).start()
+    url = f"{server.url}/mcp"
+    token = mint_token("alice", audience=url)
+    arguments = {"flag": True, "count": 42, "region": "Zürich "}
+
+    async def run() -> Any:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                                      timeout=30) as http, \
+                Client(streamable_http_client(url, http_client=http), mode=MODERN,
+                       cache=None) as client:
+            await client.list_tools()
+            return await client.call_tool("echo_params", arguments)
+
+    try:
+        result = anyio.run(run)
+    finally:
+        server.stop()
+    assert result.is_error is False and result.structured_content == arguments
