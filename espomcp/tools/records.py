@@ -100,7 +100,8 @@ def check_new_record(ctx: ToolContext, authz: Authorizer, entity_type: str, data
     if others and not authz.is_admin():
         _require_assignable(authz, others[0])
     teams = data.get("teamsIds")
-    if isinstance(teams, list) and set(teams) - set(authz.user.team_ids) and not authz.is_admin():
+    own = {*authz.user.team_ids, authz.user.default_team_id}
+    if isinstance(teams, list) and set(teams) - own and not authz.is_admin():
         _require_team_manager(authz, "You may only share new records with your own teams; "
                               "sharing with other teams needs a team manager or an administrator.")
     require_readable_links(ctx, authz, entity_type, data, None)
