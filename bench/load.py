@@ -108,7 +108,7 @@ def run(data_dir: Path, *, rounds: int = 3, duration: float = 4.0, concurrency: 
         page = check_call(settings.mcp_url, token, search_body)
         if len(page["records"]) != 200:
             raise RuntimeError(f"search page has {len(page['records'])} records, not 200")
-        common = {"concurrency": concurrency, "duration": duration, "warmup": 1.0}
+        common = {"concurrency": concurrency, "duration": duration, "warmup": 0.5}
         specs = {
             "baseline": {**common, "url": f"http://127.0.0.1:{base_port}/record/Contact/{contact}",
                          "method": "GET", "headers": {"Accept": "application/json"}},

@@ -69,13 +69,16 @@ def run(settings: Settings, *, repeat: int = 5, log: Any = print) -> dict[str, A
             push = median_ms(lambda: page(10**9), repeat)
             over = median_ms(lambda: page(0), repeat)
             rows.append({"user": name, "readable": len(readable.ids), "plain_ms": plain,
-                         "pushdown_ms": push, "overfetch_ms": over})
+                         "pushdown_ms": push, "overfetch_ms": over,
+                         "complete": int(readable.complete)})
+            capped = "" if readable.complete else " (ListObjects capped: both over-fetch)"
             log(f"  {name:6s} readable {len(readable.ids):5d}: unfiltered {plain:7.1f} ms, "
-                f"pushdown {push:7.1f} ms, over-fetch {over:7.1f} ms")
+                f"pushdown {push:7.1f} ms, over-fetch {over:7.1f} ms{capped}")
     finally:
         search_tool.PUSHDOWN_LIMIT = saved
         svc.crm.close()
-    wins = [r["readable"] for r in rows if r["pushdown_ms"] <= r["overfetch_ms"]]
-    losses = [r["readable"] for r in rows if r["pushdown_ms"] > r["overfetch_ms"]]
+    measured = [r for r in rows if r["complete"]]
+    wins = [r["readable"] for r in measured if r["pushdown_ms"] <= r["overfetch_ms"]]
+    losses = [r["readable"] for r in measured if r["pushdown_ms"] > r["overfetch_ms"]]
     crossover = min(losses) if losses else max(wins) if wins else 0
     return {"rows": rows, "crossover": crossover}

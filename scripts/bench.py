@@ -38,6 +38,10 @@ ROWS = [
     ("search_pushdown_ms", "  pushdown page, ~500 readable (ms)", "{:.1f}"),
     ("search_overfetch_ms", "  over-fetch page, ~500 readable (ms)", "{:.1f}"),
     ("pushdown_limit", "PUSHDOWN_LIMIT in force", "{:.0f}"),
+    ("mcp_cpu_ms", "CPU per MCP get_record, espomcp workers (ms)", "{:.2f}"),
+    ("baseline_cpu_ms", "CPU per baseline call, baseline workers (ms)", "{:.2f}"),
+    ("crm_cpu_ms", "CPU per call, fake EspoCRM (ms)", "{:.2f}"),
+    ("cpu_overhead_ratio", "(mcp + crm CPU) / (baseline + crm CPU)", "{:.2f}"),
     ("fga_check_p50_us", "FGA check p50 at 100k tuples (µs)", "{:.1f}"),
     ("fga_check_p99_us", "  p99 (µs)", "{:.1f}"),
     ("fga_list_objects_ms", "FGA list_objects, 10k readable objects (ms)", "{:.2f}"),
@@ -57,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="espomcp-bench-") as tmp:
         work = Path(tmp)
         print("HTTP under gunicorn (2 workers x 4 threads) …", flush=True)
-        results.update(load.run(work / "http", rounds=2 if args.quick else 5,
-                                duration=2.0 if args.quick else 4.0))
+        results.update(load.run(work / "http", rounds=2 if args.quick else 9,
+                                duration=2.0 if args.quick else 2.5))
         print("Search filtering, in-process …", flush=True)
         results.update(_search(work / "search", repeat=3 if args.quick else 7))
         print("Embedded FGA engine …", flush=True)
@@ -93,6 +97,7 @@ def _search(work: Path, repeat: int) -> dict[str, float]:
         out[f"search_sweep_{row['user']}_readable"] = row["readable"]
         out[f"search_sweep_{row['user']}_pushdown_ms"] = row["pushdown_ms"]
         out[f"search_sweep_{row['user']}_overfetch_ms"] = row["overfetch_ms"]
+        out[f"search_sweep_{row['user']}_complete"] = row["complete"]
     return out
 
 
