@@ -48,6 +48,7 @@ class Annotations:
 READ = Annotations(read_only=True, destructive=False, idempotent=True)
 WRITE = Annotations(read_only=False, destructive=False, idempotent=False)
 IDEMPOTENT_WRITE = Annotations(read_only=False, destructive=False, idempotent=True)
+# Overwrites or removes data (MCP: destructiveHint true unless only additive).
 DESTRUCTIVE = Annotations(read_only=False, destructive=True, idempotent=True)
 
 

@@ -10,7 +10,6 @@ from espomcp.espocrm.errors import InvalidInput
 from espomcp.espocrm.ids import validate_id
 from espomcp.mcp.registry import (
     DESTRUCTIVE,
-    IDEMPOTENT_WRITE,
     WRITE,
     JsonObject,
     Tool,
@@ -195,7 +194,7 @@ def tools(svc: Services) -> list[Tool]:
             output_schema=BULK_OUTPUT,
             handler=bulk_update_records,
             relations=("can_write", "can_assign"),
-            annotations=IDEMPOTENT_WRITE,
+            annotations=DESTRUCTIVE,
             required_scopes=scopes_of("write"),
             visible_with=any_scope(types, "write"),
         ),

@@ -9,7 +9,6 @@ from espomcp.espocrm.errors import Duplicate
 from espomcp.espocrm.ids import validate_id, validate_ids
 from espomcp.mcp.registry import (
     DESTRUCTIVE,
-    IDEMPOTENT_WRITE,
     READ,
     WRITE,
     JsonObject,
@@ -338,7 +337,7 @@ def tools(svc: Services) -> list[Tool]:
             output_schema=CHANGE_OUTPUT,
             handler=update_record,
             relations=("can_write", "can_assign"),
-            annotations=IDEMPOTENT_WRITE,
+            annotations=DESTRUCTIVE,
             required_scopes=scopes_of("write"),
             visible_with=any_scope(write_types, "write"),
         ),
@@ -361,7 +360,7 @@ def tools(svc: Services) -> list[Tool]:
             output_schema=CHANGE_OUTPUT,
             handler=assign_record,
             relations=("can_write", "can_assign"),
-            annotations=IDEMPOTENT_WRITE,
+            annotations=DESTRUCTIVE,
             required_scopes=scopes_of("write"),
             visible_with=any_scope(write_types, "write"),
         ),

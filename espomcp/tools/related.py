@@ -9,7 +9,16 @@ from espomcp.auth.scopes import scope_for
 from espomcp.authz import Authorizer, fga_type
 from espomcp.espocrm.errors import InvalidInput
 from espomcp.espocrm.ids import validate_id, validate_ids, validate_name
-from espomcp.mcp.registry import IDEMPOTENT_WRITE, READ, WRITE, JsonObject, Tool, ToolContext, ToolError
+from espomcp.mcp.registry import (
+    DESTRUCTIVE,
+    IDEMPOTENT_WRITE,
+    READ,
+    WRITE,
+    JsonObject,
+    Tool,
+    ToolContext,
+    ToolError,
+)
 from espomcp.sync.mapping import RECORD_RELATIONS
 from espomcp.tools.catalog import _cache
 from espomcp.tools.common import (
@@ -291,7 +300,7 @@ def tools(svc: Services) -> list[Tool]:
             output_schema=link_output,
             handler=unlink_records,
             relations=("can_write", "can_read"),
-            annotations=IDEMPOTENT_WRITE,
+            annotations=DESTRUCTIVE,
             required_scopes=scopes_of("write"),
             visible_with=any_scope(write_types, "write"),
         ),
