@@ -13,6 +13,7 @@ import pytest
 from espomcp import create_app
 from espomcp.auth.jwks import MAX_KEYS
 from fakes.server import ServerThread, free_port
+from tests.fixtures.served import Gunicorn, backfilled_env
 
 HEADERS = {"Accept": "application/json", "Content-Type": "application/json",
            "MCP-Protocol-Version": "2025-11-25"}
@@ -69,10 +70,12 @@ def small_body_server(make_settings: Any) -> Any:
     app.extensions["espomcp"].extras["outbox"].stop_drainer()
 
 
-def raw_post(server: ServerThread, head: list[str], body: bytes) -> tuple[int, bytes]:
-    request = "\r\n".join(["POST /mcp HTTP/1.1", f"Host: 127.0.0.1:{server.port}", *head,
+def raw_post(server: Any, head: list[str], body: bytes) -> tuple[int, bytes]:
+    """POST raw bytes to ``server`` (anything with ``.url``) and read until it closes."""
+    port = int(server.url.rsplit(":", 1)[1])
+    request = "\r\n".join(["POST /mcp HTTP/1.1", f"Host: 127.0.0.1:{port}", *head,
                            "Connection: close", "", ""]).encode() + body
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
         data = b""
         while chunk := sock.recv(65536):
@@ -110,6 +113,24 @@ def test_oversized_bodies_are_413_even_without_content_length(small_body_server,
     status, answer = raw_post(small_body_server, [*head, "Transfer-Encoding: chunked"],
                               chunked(small))
     assert status == 200 and json.loads(answer)["result"] == {}
+
+
+def test_oversized_chunked_body_is_413_under_gunicorn(tmp_path, auth_server, espocrm_server,
+                                                     mint_token):
+    port = free_port()
+    env = backfilled_env(tmp_path / "data", auth_server, espocrm_server, port)
+    env["ESPOMCP_MAX_BODY_BYTES"] = "2048"
+    server = Gunicorn(env, port, log=tmp_path / "gunicorn.log").start()
+    try:
+        token = mint_token("alice", audience=f"{server.url}/mcp")
+        head = [f"Authorization: Bearer {token}", "Content-Type: application/json",
+                "Accept: application/json", "Transfer-Encoding: chunked"]
+        status, answer = raw_post(server, head, chunked(big_body(5000)))
+        assert status == 413 and b"Traceback" not in answer, answer[:300]
+        status, answer = raw_post(server, head, chunked(big_body(100)))
+        assert status == 200 and json.loads(answer)["result"] == {}
+    finally:
+        assert server.stop() == 0
 
 
 # --- the overall time limit of a tool call ------------------------------------------------------

@@ -1,8 +1,9 @@
 """Operations: what /metrics tells an operator after real traffic, and a graceful shutdown
-under gunicorn (SIGTERM lets an in-flight request finish; the worker's drainer stops).
+under gunicorn (SIGTERM lets an in-flight request finish, then the workers exit cleanly).
 
-Basic presence of the counters and their aggregation across workers are covered by
-tests/test_app.py and tests/test_gunicorn_conf.py; these tests check the values.
+Basic presence of the counters, their aggregation across workers and the exit hook that
+stops each worker's outbox drainer are covered by tests/test_app.py and
+tests/test_gunicorn_conf.py; these tests check the values and the in-flight request.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def test_sigterm_lets_an_inflight_request_finish_and_stops_cleanly(tmp_path: Pat
     result = answers[0].json()["result"]
     assert answers[0].status_code == 200 and result["isError"] is False, result
     assert result["structuredContent"]["record"]["id"] == contact
-    assert code == 0  # workers exited on their own: no drainer thread held them
+    assert code == 0  # the master and its worker exited cleanly (worker_exit hook ran)
     assert 1.5 < stopped < 10, stopped  # waited for the request, not for the graceful timeout
     log = (tmp_path / "gunicorn.log").read_text()
     assert "Traceback" not in log
