@@ -84,3 +84,20 @@ def test_tool_result_text_is_the_structured_content_on_one_line():
     assert "\n" not in text and "Zoë" in text
     assert json.loads(text) == structured == result["structuredContent"]
     assert result["isError"] is False
+
+
+def test_a_warm_tool_call_makes_exactly_one_espocrm_request(embedded_world):
+    """No redundant upstream calls: the identity is cached, FGA is local, one CRM read."""
+    world = embedded_world
+    alice = world.user_id("alice")
+    contact = next(i for i, r in world.crm.state.table("Contact").items()
+                   if r.get("assignedUserId") == alice)
+    world.ok("alice", "whoami")  # identity cached
+    for tool, args, path in [
+            ("get_record", {"entity_type": "Contact", "id": contact}, f"/Contact/{contact}"),
+            ("search_records", {"entity_type": "Lead", "limit": 5}, "/Lead")]:
+        with world.crm.state.lock:
+            world.crm.state.request_log.clear()
+        world.ok("alice", tool, args)
+        sent = [r["path"] for r in world.crm.api_requests("")]
+        assert sent == [path], sent
