@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 import requests
 
+from espomcp.deadline import within
 from espomcp.fga.backend import build_backend
+from espomcp.fga.errors import FgaUnavailable
 from tests.fixtures.world import World, build_world
 
 
@@ -150,3 +152,14 @@ def test_new_record_stays_denied_during_an_outage_until_the_drainer_lands_it(ope
     assert after["record"]["id"] == record_id
     assert world.ok("bob", "get_record", {"entity_type": "Contact", "id": record_id})
     assert world.error("carol", "get_record", {"entity_type": "Contact", "id": record_id})
+
+
+def test_openfga_calls_are_not_started_once_the_time_limit_is_spent(openfga_world):
+    backend = openfga_world.services.fga
+    alice = f"user:{openfga_world.user_id('alice')}"
+    contact = f"contact:{own_contact(openfga_world, 'alice')}"
+    assert backend.check(alice, "can_read", contact) is True
+    with within(0.0), pytest.raises(FgaUnavailable, match="time limit"):
+        backend.check(alice, "can_read", contact)  # denied, never a stale allow
+    with within(5.0):
+        assert backend.check(alice, "can_read", contact) is True

@@ -34,6 +34,7 @@ from openfga_sdk.exceptions import ApiException, OpenApiException, ValidationExc
 from openfga_sdk.models import FgaObject, ReadRequestTupleKey, RelationshipCondition, UserTypeFilter
 from openfga_sdk.sync import OpenFgaClient
 
+from espomcp.deadline import MIN_CALL_SECONDS, remaining
 from espomcp.fga import errors
 from espomcp.fga.backend import (
     BATCH_CHECK_CHUNK,
@@ -105,6 +106,10 @@ class OpenFgaBackend:
 
     # --- error mapping ----------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
+        left = remaining()
+        if left is not None and left < MIN_CALL_SECONDS:  # the tool call's budget is spent
+            raise FgaUnavailable(f"OpenFGA {what} not attempted: the request's time limit "
+                                 "was reached")
         try:
             return fn()
         except ValidationException as exc:
