@@ -78,7 +78,8 @@ class Settings(BaseSettings):
         600, ge=0, description="Requests per user per minute on /mcp (0 = unlimited)."
     )
     request_timeout_seconds: float = Field(
-        30.0, gt=0, description="Upper bound for one tool call's upstream work."
+        30.0, gt=0, description="Upper bound for one tool call's upstream work: its EspoCRM "
+        "and OpenFGA calls share this budget, each also capped by its own timeout."
     )
 
     # --- EspoCRM -----------------------------------------------------------------------
