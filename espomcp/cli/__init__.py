@@ -14,7 +14,11 @@ COMMANDS = ["serve", "demo", "sync", "webhooks", "reconcile", "token", "fga", "i
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="espomcp", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="espomcp",
+        description="espomcp: a multi-user MCP server for EspoCRM (OAuth scopes + fine-grained "
+        "authorization). Settings come from ESPOMCP_* variables and .env; see docs/configuration.md.",
+    )
     parser.add_argument("--version", action="version", version=f"espomcp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
