@@ -103,6 +103,9 @@ def test_stream_hides_notes_about_records_the_reader_cannot_see(embedded_world):
                                                             "id": shared})
     text = str(carols_view)
     assert task not in text and "Secret renegotiation plan" not in text
+    # the hidden note is not counted either: totals and paging cover readable notes only
+    assert carols_view["total"] == len(carols_view["notes"]) < bobs_view["total"]
+    assert carols_view["total_is_exact"] is True and carols_view["next_offset"] is None
 
 
 def test_link_records_cannot_reassign_or_reshare_without_can_assign(embedded_world):

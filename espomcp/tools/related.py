@@ -183,21 +183,35 @@ def _readable_notes(authz: Authorizer, entity_type: str, record_id: str, notes: 
     return [note for note, refs in zip(notes, wanted, strict=True) if all(r in allowed for r in refs)]
 
 
+STREAM_PAGE = 200
+STREAM_SCAN_LIMIT = 1000  # notes read per call to count what the caller may see
+
+
 def get_stream(ctx: ToolContext, args: JsonObject) -> JsonObject:
+    """The record's notes the caller may read; totals and offsets count only those."""
     entity_type, record_id = args["entity_type"], _id(args["id"])
     authz = Authorizer(ctx)
     authz.require("can_read", entity_type, record_id)
+    offset, limit = args.get("offset", 0), args.get("limit", 20)
+    visible: list[dict[str, Any]] = []
+    scanned, complete = 0, False
     with crm_errors(ctx):
-        page = ctx.services.crm.stream(
-            entity_type, record_id, offset=args.get("offset", 0), max_size=args.get("limit", 20)
-        )
-    offset = args.get("offset", 0) + len(page.list)
+        while scanned < STREAM_SCAN_LIMIT:
+            page = ctx.services.crm.stream(entity_type, record_id, offset=scanned,
+                                           max_size=STREAM_PAGE)
+            visible += _readable_notes(authz, entity_type, record_id, page.list)
+            scanned += len(page.list)
+            if not page.list or scanned >= page.total:
+                complete = True
+                break
+    end = offset + limit
     return {
         "entity_type": entity_type,
         "id": record_id,
-        "total": page.total,
-        "notes": _readable_notes(authz, entity_type, record_id, page.list),
-        "next_offset": offset if offset < page.total else None,
+        "total": len(visible),
+        "total_is_exact": complete,
+        "notes": visible[offset:end],
+        "next_offset": end if end < len(visible) else None,
     }
 
 
@@ -320,7 +334,8 @@ def tools(svc: Services) -> list[Tool]:
                 "properties": {
                     "entity_type": {"type": "string"},
                     "id": {"type": "string"},
-                    "total": {"type": "integer"},
+                    "total": {"type": "integer", "description": "Notes you may read"},
+                    "total_is_exact": {"type": "boolean"},
                     "notes": {"type": "array"},
                     "next_offset": {"type": ["integer", "null"]},
                 },
