@@ -150,8 +150,8 @@ def test_a_slow_espocrm_cannot_hold_a_request_past_the_time_limit(embedded_world
     finally:
         world.crm.set_fault("off")
         settings.request_timeout_seconds = saved
-    # Without the budget: 8 updates x 0.4 s + reads. With it: about one second.
-    assert elapsed < 2.5, elapsed
+    # Without the budget: 8 updates x 0.4 s + reads, over 3.2 s. With it: about one second.
+    assert elapsed < 3.0, elapsed
     failed = [r for r in result["results"] if not r["ok"]]
     assert failed and all("EspoCRM" in r["error"] for r in failed)
     assert any("time limit" in r["error"] or "did not answer" in r["error"] for r in failed)
@@ -172,7 +172,8 @@ def test_time_limit_error_on_a_single_call_tool_is_clear(embedded_world):
     finally:
         world.crm.set_fault("off")
         settings.request_timeout_seconds = saved
-    assert elapsed < 1.4, elapsed
+    # Without the budget the read would succeed after the fake's 1.5 s (client timeout 10 s).
+    assert elapsed < 1.5, elapsed
     assert "EspoCRM" in text and "unavailable" in text.lower()
 
 
