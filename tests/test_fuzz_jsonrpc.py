@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
-TOOL_FUZZ = settings(FUZZ, max_examples=15)  # per tool
+TOOL_FUZZ = settings(FUZZ, max_examples=12)  # per tool and era
 VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2026-07-28"]
 METHODS = ["initialize", "ping", "tools/list", "tools/call", "server/discover",
            "notifications/initialized", "resources/list"]
@@ -201,16 +201,26 @@ def test_every_registered_tool_is_fuzzed(embedded_world):
     assert not missing, f"add {sorted(missing)} to TOOL_NAMES"
 
 
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+               "io.modelcontextprotocol/clientCapabilities": {},
+               "io.modelcontextprotocol/clientInfo": {"name": "fuzz", "version": "1"}}
+
+
+@pytest.mark.parametrize("era", ["2025-11-25", "2026-07-28"])
 @pytest.mark.parametrize("name", TOOL_NAMES)
 @TOOL_FUZZ
 @given(data=st.data(), user=st.sampled_from(["admin", "alice", "carol"]))
-def test_every_tool_with_schema_driven_arguments(embedded_world, name, data, user):
+def test_every_tool_with_schema_driven_arguments(embedded_world, name, era, data, user):
     tool = embedded_world.services.registry.get(name)
     assert tool is not None, f"{name} is not registered; update TOOL_NAMES"
     arguments = data.draw(from_schema(tool.input_schema))
-    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-            "params": {"name": name, "arguments": arguments}}
-    response = post(embedded_world, json.dumps(body).encode(), user=user)
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    headers = {"MCP-Protocol-Version": era}
+    if era == "2026-07-28":  # the modern era routes on headers that mirror the body
+        params["_meta"] = MODERN_META
+        headers.update({"Mcp-Method": "tools/call", "Mcp-Name": name})
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
+    response = post(embedded_world, json.dumps(body).encode(), headers, user=user)
     result = assert_well_formed(response)
     if response.status_code == 403:  # step-up challenge: the scopes do not cover the call
         assert "insufficient_scope" in response.headers["WWW-Authenticate"]

@@ -224,7 +224,7 @@ def assign_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
     if "assigned_user_id" in args:
         data["assignedUserId"] = _id(args["assigned_user_id"])
     if "team_ids" in args:
-        data["teamsIds"] = validate_ids(args["team_ids"])
+        data["teamsIds"] = _ids(args["team_ids"], "team_ids")
     if not data:
         raise ToolError("name assigned_user_id, team_ids or both")
     return update_one(ctx, Authorizer(ctx), args["entity_type"], _id(args["id"]), data)
@@ -251,6 +251,15 @@ def _id(value: Any) -> str:
         return validate_id(value)
     except InvalidInput as exc:
         raise ToolError(exc.message, {"field": "id"}) from exc
+
+
+def _ids(values: Any, field: str) -> list[str]:
+    from espomcp.espocrm.errors import InvalidInput
+
+    try:
+        return validate_ids(values)
+    except InvalidInput as exc:  # a hostile id is the caller's error, not the server's
+        raise ToolError(exc.message, {"field": field}) from exc
 
 
 def tools(svc: Services) -> list[Tool]:
