@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import requests
 
+from espomcp.cli.demo import prune_other_webhooks
+from espomcp.sync import webhooks
+from fakes.espocrm.seed import team_id, user_id
 from fakes.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,8 +39,9 @@ def test_demo_runs_the_chain_and_stops_on_sigterm(tmp_path):
             mcp_url = f"http://127.0.0.1:{ports[0]}/mcp"
             assert mcp_url in banner and "alice" in banner and "password: demo" in banner
 
-            env_token = dict(env, ESPOMCP_PUBLIC_URL=f"http://127.0.0.1:{ports[0]}",
-                             ESPOMCP_AUTH_ISSUER=f"http://127.0.0.1:{ports[1]}/")
+            env_token = dict(env, **banner_exports(banner))  # what the banner tells users
+            assert env_token["ESPOMCP_ESPOCRM_API_KEY"] == "demo-api-key"
+            assert env_token["ESPOMCP_AUTH_ISSUER"] == f"http://127.0.0.1:{ports[1]}/"
             token = subprocess.run([sys.executable, "-m", "espomcp", "token", "alice"],
                                    cwd=tmp_path, env=env_token, capture_output=True, text=True,
                                    timeout=60, check=True).stdout.strip()
@@ -51,6 +56,11 @@ def test_demo_runs_the_chain_and_stops_on_sigterm(tmp_path):
             assert result["structuredContent"]["total"] > 0
             ready = requests.get(f"http://127.0.0.1:{ports[0]}/readyz", timeout=10)
             assert ready.status_code == 200, ready.text
+            check = subprocess.run(  # a CLI command on the demo's store, as the banner says
+                [sys.executable, "-m", "espomcp", "fga", "check", f"user:{user_id('alice')}",
+                 "member", f"team:{team_id('Sales')}"],
+                cwd=tmp_path, env=env_token, capture_output=True, text=True, timeout=60)
+            assert check.returncode == 0, check.stdout + check.stderr
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -67,3 +77,31 @@ def test_demo_runs_the_chain_and_stops_on_sigterm(tmp_path):
         except requests.ConnectionError:
             stopped = True
         assert stopped, f"port {port} still answers after the demo stopped"
+
+
+def banner_exports(banner: str) -> dict[str, str]:
+    """The ``export NAME=value \\`` block of the demo banner as a dict."""
+    lines = banner.split("    export ", 1)[1].splitlines()
+    block = [lines[0]]
+    while block[-1].endswith("\\"):
+        block.append(lines[len(block)])
+    words = shlex.split(" ".join(line.rstrip("\\") for line in block))
+    return dict(word.split("=", 1) for word in words)
+
+
+def test_webhooks_of_a_run_on_another_port_do_not_block_registration(espocrm_server, tmp_path):
+    """A demo restarted with another --port on the same data dir registers its own webhooks
+    (EspoCRM allows 50 per API user; the earlier run's 47 would leave no room)."""
+    client = espocrm_server.client()
+    old = espocrm_server.settings(public_url="http://127.0.0.1:8000", data_dir=tmp_path)
+    new = espocrm_server.settings(public_url="http://127.0.0.1:8001", data_dir=tmp_path)
+    try:
+        webhooks.register_webhooks(client, old)
+        assert prune_other_webhooks(client, new) == len(webhooks.planned_events(new.entity_types))
+        rows = webhooks.register_webhooks(client, new)
+        assert {h["url"] for h in client.list_webhooks()} == {webhooks.receiver_url(new)}
+        assert all(r["status"] == "created" for r in rows if r["id"])
+        assert set(webhooks.WebhookSecrets(tmp_path).load()) == {r["id"] for r in rows if r["id"]}
+        assert prune_other_webhooks(client, new) == 0
+    finally:
+        client.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -50,6 +51,7 @@ def demo_environment(args: argparse.Namespace, auth_url: str, crm_url: str) -> d
 
 
 def run(args: argparse.Namespace) -> int:
+    from espomcp.espocrm.errors import EspoError
     from fakes.auth0 import FakeAuth0
     from fakes.espocrm import FakeEspoCRM
     from fakes.server import ServerThread
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         started.append(crm)
         crm.sender.start(2.0)
         started.append(crm.sender)
-        os.environ.update(demo_environment(args, auth.url, crm.url))
+        env = demo_environment(args, auth.url, crm.url)
+        os.environ.update(env)
 
         from espomcp import create_app
         from espomcp.settings import load_settings
@@ -94,13 +97,17 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(settings)
         server = ServerThread(app, host=args.host, port=args.port).start()
         started.append(server)
-        print_banner(args, settings.mcp_url, auth.url, crm.url)
+        print_banner(args, settings.mcp_url, auth.url, crm.url, env)
         while not stopping.wait(0.5):
             pass
         print("\nespomcp demo: stopping…", flush=True)
     except OSError as exc:
         print(f"espomcp demo: could not start: {exc} (is another demo running? try other "
               "ports with --port/--auth-port/--crm-port)", file=sys.stderr)
+        return 1
+    except EspoError as exc:
+        print(f"espomcp demo: could not start: fake EspoCRM: {exc.message} (start from the "
+              "seed again with --fresh)", file=sys.stderr)
         return 1
     finally:
         for item in reversed(started):
@@ -124,14 +131,32 @@ def _register_webhooks() -> None:
     settings = load_settings()
     client = EspoClient.from_settings(settings)
     try:
+        prune_other_webhooks(client, settings)
         rows = webhooks.register_webhooks(client, settings)
     finally:
         client.close()
     print(f"{len(rows)} EspoCRM webhooks point at {webhooks.receiver_url(settings)}", flush=True)
 
 
-def print_banner(args: argparse.Namespace, mcp_url: str, auth_url: str, crm_url: str) -> None:
+def prune_other_webhooks(client: Any, settings: Any) -> int:
+    """Delete the demo CRM's webhooks aimed at another receiver (a run with another --port on
+    the same data dir); EspoCRM allows 50 per API user, so they would block registration.
+    Returns how many were deleted. Only for the demo's own fake CRM."""
+    from espomcp.sync import webhooks
+
+    url, secrets = webhooks.receiver_url(settings), webhooks.WebhookSecrets(settings.data_dir)
+    stale = [h for h in client.list_webhooks() if h.get("url") != url]
+    for hook in stale:
+        client.delete_webhook(hook["id"])
+        secrets.drop(hook["id"])
+    return len(stale)
+
+
+def print_banner(args: argparse.Namespace, mcp_url: str, auth_url: str, crm_url: str,
+                 env: dict[str, str]) -> None:
     users = "\n".join(f"    {name:<6} {role}" for name, role in DEMO_USERS)
+    exports = " \\\n".join(f"    {'export' if i == 0 else '      '} {key}={shlex.quote(value)}"
+                            for i, (key, value) in enumerate(env.items()))
     print(f"""
 espomcp demo is running.
 
@@ -146,11 +171,15 @@ espomcp demo is running.
 
   Claude Code:    claude mcp add --transport http espocrm {mcp_url}   (then /mcp → Authenticate)
   Any stdio client: npx -y mcp-remote {mcp_url}   (browser login as a demo user)
+  MCP Inspector, Cursor, CherryStudio, Claude.ai connectors: docs/clients.md
+
+  espomcp commands (token, sync, reconcile, webhooks, fga, doctor) reach this demo with
+  its settings; in another terminal, from this directory:
+{exports}
   curl / scripts: TOKEN=$(.venv/bin/espomcp token alice); then
                   curl -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\
                     -H "Accept: application/json" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}' \\
                     {mcp_url}
-  MCP Inspector, Cursor, CherryStudio, Claude.ai connectors: docs/clients.md
 
 Press Ctrl-C to stop.
 """, flush=True)
