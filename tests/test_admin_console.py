@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from espomcp import create_app
 from espomcp.services import Services
 from espomcp.sync.backfill import Backfill
+from espomcp.sync.status import SyncStatus
 from fakes.server import ServerThread, free_port
 
 pytestmark = pytest.mark.browser
@@ -70,6 +71,7 @@ def console(auth_server: Any, espocrm_server: Any, mint_token: Any, tmp_path: Pa
     summary = Backfill(svc.crm, svc.fga, svc.outbox, settings.data_dir,
                        entity_types=settings.entity_types).run()
     assert summary.complete, summary.message
+    SyncStatus(settings.data_dir).record_run("backfill", summary.to_dict())  # as `espomcp sync`
     users = requests.get(f"{espocrm_server.url}/_fake/users", timeout=10).json()
     server = ServerThread(app, port=port).start()
     try:
@@ -214,6 +216,9 @@ def test_admin_finds_explains_and_changes_access(page: Page, console: Console) -
 
     nav(page, "Sync health")
     expect(page.get_by_role("heading", name="Last backfill")).to_be_visible()
+    overflowing = page.eval_on_selector_all(  # the per-type counts once spilled into the next card
+        ".card", "cards => cards.filter(c => c.scrollWidth > c.clientWidth).length")
+    assert overflowing == 0
     shot(page, "11-sync")
 
     # Remove it again: access ends
