@@ -92,7 +92,8 @@ def run(data_dir: Path, *, rounds: int = 3, duration: float = 4.0, concurrency: 
         base_proc = stack.gunicorn("bench.baseline_app:app", stack.env(crm_url, issuer, public),
                                    base_port, ready_path="/")
         assert stack.crm_proc is not None
-        servers = {"baseline": base_proc.pid, "mcp": mcp_proc.pid, "search": mcp_proc.pid}
+        servers = {"baseline": base_proc.pid, "mcp": mcp_proc.pid, "search": mcp_proc.pid,
+                   "baseline_serial": base_proc.pid, "mcp_serial": mcp_proc.pid}
         crm_pid = stack.crm_proc.pid
         crm = EspoClient.from_settings(settings)
         alice = user_id("alice")
@@ -116,6 +117,9 @@ def run(data_dir: Path, *, rounds: int = 3, duration: float = 4.0, concurrency: 
             "search": {**common, "url": settings.mcp_url, "headers": headers,
                        "bodies": [search_body], "concurrency": max(2, concurrency // 2)},
         }
+        # one client at a time: the latency a request pays, without queueing for the CPUs
+        specs["baseline_serial"] = {**specs["baseline"], "concurrency": 1}
+        specs["mcp_serial"] = {**specs["mcp"], "concurrency": 1}
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in specs}
         for n in range(rounds):
             for name, spec in specs.items():
@@ -129,7 +133,9 @@ def run(data_dir: Path, *, rounds: int = 3, duration: float = 4.0, concurrency: 
                     raise RuntimeError(f"{name} run had errors: {result['statuses']}")
                 runs[name].append(result)
             log(f"  round {n + 1}/{rounds}: baseline {runs['baseline'][-1]['rps']:.0f} rps, "
-                f"mcp {runs['mcp'][-1]['rps']:.0f} rps, search {runs['search'][-1]['rps']:.1f} rps")
+                f"mcp {runs['mcp'][-1]['rps']:.0f} rps, search {runs['search'][-1]['rps']:.1f} rps"
+                f"; one client: baseline {runs['baseline_serial'][-1]['p50_ms']:.2f} ms, "
+                f"mcp {runs['mcp_serial'][-1]['p50_ms']:.2f} ms")
 
     def median(name: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name])
@@ -137,7 +143,12 @@ def run(data_dir: Path, *, rounds: int = 3, duration: float = 4.0, concurrency: 
     ratios = [b["rps"] / m["rps"] for b, m in zip(runs["baseline"], runs["mcp"], strict=True)]
     cpu_ratios = [(m["server_cpu_ms"] + m["crm_cpu_ms"]) / (b["server_cpu_ms"] + b["crm_cpu_ms"])
                   for b, m in zip(runs["baseline"], runs["mcp"], strict=True)]
+    added = [m["p50_ms"] - b["p50_ms"]
+             for b, m in zip(runs["baseline_serial"], runs["mcp_serial"], strict=True)]
     return {
+        "mcp_serial_p50_ms": median("mcp_serial", "p50_ms"),
+        "baseline_serial_p50_ms": median("baseline_serial", "p50_ms"),
+        "latency_overhead_ms": statistics.median(added),
         "mcp_rps": median("mcp", "rps"),
         "mcp_p50_ms": median("mcp", "p50_ms"),
         "mcp_p99_ms": median("mcp", "p99_ms"),
