@@ -176,6 +176,7 @@ espomcp demo is running.
   espomcp commands (token, sync, reconcile, webhooks, fga, doctor) reach this demo with
   its settings; in another terminal, from this directory:
 {exports}
+
   curl / scripts: TOKEN=$(.venv/bin/espomcp token alice); then
                   curl -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\
                     -H "Accept: application/json" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}' \\
