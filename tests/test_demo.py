@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -105,3 +106,21 @@ def test_webhooks_of_a_run_on_another_port_do_not_block_registration(espocrm_ser
         assert prune_other_webhooks(client, new) == 0
     finally:
         client.close()
+
+
+def test_busy_port_is_named_and_fresh_leaves_the_running_demos_data_alone(tmp_path):
+    data = tmp_path / "demo"
+    data.mkdir()
+    (data / "espocrm.json").write_text("{}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ESPOMCP_")}
+        proc = subprocess.run(
+            [sys.executable, "-m", "espomcp", "demo", "--port", str(free_port()), "--auth-port",
+             str(busy), "--crm-port", str(free_port()), "--data-dir", str(data), "--fresh"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"--auth-port {busy} already in use" in proc.stderr
+    assert (data / "espocrm.json").exists()

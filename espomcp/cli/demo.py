@@ -11,6 +11,7 @@ import argparse
 import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -56,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
     from fakes.espocrm import FakeEspoCRM
     from fakes.server import ServerThread
 
+    busy = busy_ports(args)
+    if busy:
+        print(f"espomcp demo: could not start: {', '.join(busy)} already in use (is another demo "
+              "running? stop it, or pick free ports with --port/--auth-port/--crm-port)",
+              file=sys.stderr)
+        return 1
     data_dir: Path = args.data_dir.resolve()
     if args.fresh and data_dir.exists():
         import shutil
@@ -113,6 +120,21 @@ def run(args: argparse.Namespace) -> int:
         for item in reversed(started):
             item.stop()
     return 0
+
+
+def busy_ports(args: argparse.Namespace) -> list[str]:
+    """The demo's ports that something already listens on, as ``"--flag N"``; checked before
+    anything (e.g. ``--fresh``) touches the data of a demo that may be running."""
+    busy = []
+    for flag, port in (("--port", args.port), ("--auth-port", args.auth_port),
+                       ("--crm-port", args.crm_port)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((args.host, port))
+            except OSError:
+                busy.append(f"{flag} {port}")
+    return busy
 
 
 def _seed_permissions() -> None:
