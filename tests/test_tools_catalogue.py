@@ -221,3 +221,18 @@ def test_fga_outage_denies_never_allows(world):
         else:
             backend.check, backend.list_objects, backend.batch_check = saved
     assert world.crm.state.table("Contact")[contact].get("title") != "during outage"
+
+
+def test_search_falls_back_when_the_id_list_is_too_long_for_espocrm(embedded_world):
+    expected = embedded_world.ok("carol", "search_records", {"entity_type": "Contact",
+                                                             "limit": 5, "select": ["name"]})
+    embedded_world.crm.set_fault("status", status=414, count=1, reason="Request-URI Too Long")
+    try:
+        embedded_world.crm.state.request_log.clear()
+        fallback = embedded_world.ok("carol", "search_records", {"entity_type": "Contact",
+                                                                 "limit": 5, "select": ["name"]})
+        statuses = [r["status"] for r in embedded_world.crm.api_requests("/Contact")]
+    finally:
+        embedded_world.crm.set_fault("off")
+    assert statuses[0] == 414 and all(s == 200 for s in statuses[1:])
+    assert fallback == expected

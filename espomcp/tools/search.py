@@ -2,7 +2,8 @@
 
 Filtering keeps pagination honest: when the readable set is small it is pushed into the
 EspoCRM query as an ``id in`` where item (exact total, full pages, one request); otherwise
-pages are over-fetched and batch-checked, and ``next_offset`` continues where the scan stopped.
+the matching ids are scanned and checked, and the page is fetched by id. Offsets always count
+readable records only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from espomcp.auth.scopes import scope_for
 from espomcp.authz import PUSHDOWN_LIMIT, Authorizer, ReadableSet
+from espomcp.espocrm.errors import Unavailable
 from espomcp.mcp.registry import READ, JsonObject, Tool, ToolContext, ToolError
 from espomcp.tools.common import (
     RECORD_SCHEMA,
@@ -107,7 +109,13 @@ def search_page(
                 *(kwargs["where"] or []),
                 {"type": "in", "attribute": "id", "value": sorted(readable.ids)},
             ]
-            page = crm.list_records(entity_type, offset=offset, max_size=limit, **{**kwargs, "where": where})
+            try:
+                page = crm.list_records(entity_type, offset=offset, max_size=limit,
+                                        **{**kwargs, "where": where})
+            except Unavailable as exc:
+                if exc.status != 414:  # the id list made the URL too long for EspoCRM's server
+                    raise
+                return _overfetch(ctx, authz, readable, entity_type, kwargs, offset, limit)
             return _result(
                 ctx,
                 entity_type,
@@ -121,6 +129,7 @@ def search_page(
 
 
 Fetch = Callable[[int, int, dict[str, Any]], Any]
+BY_ID_CHUNK = 100  # ids per ``id in`` request when fetching an over-fetched page
 
 
 def _overfetch(
@@ -133,61 +142,54 @@ def _overfetch(
     limit: int,
     fetch: Fetch | None = None,
 ) -> dict[str, Any]:
-    """Scan raw pages keeping readable records until ``limit`` are found.
+    """A page of readable matches when the readable set is too large to push down.
 
-    ``offset`` and ``next_offset`` count readable matches only, as in pushdown mode: a raw
-    EspoCRM position would shift with every hidden record matching the filters, an oracle on
-    the attributes of records the caller may not read."""
+    One scan of ids only (in the list's order) finds the page's ids, whether a further
+    readable match exists, and the total (up to TOTAL_SCAN_LIMIT rows; beyond that the total
+    is a lower bound); the page's records are then fetched by id. ``offset`` and
+    ``next_offset`` count readable matches only: a raw EspoCRM position would shift with every
+    hidden record matching the filters, an oracle on records the caller may not read."""
     if fetch is None:
 
         def fetch(off: int, size: int, kw: dict[str, Any]) -> Any:
             return ctx.services.crm.list_records(entity_type, offset=off, max_size=size, **kw)
 
-    found: list[dict[str, Any]] = []
-    start = _raw_position(authz, readable, entity_type, kwargs, fetch, offset)
-    raw = start if start is not None else 0
-    scanning = start is not None
-    while scanning and len(found) <= limit:  # one readable record beyond the page: is there more?
-        page = fetch(raw, RAW_PAGE, kwargs)
-        if not page.list:
-            break
-        flags = _readable_flags(authz, readable, entity_type, page.list)
-        for record, ok in zip(page.list, flags, strict=True):
-            raw += 1
-            if ok:
-                found.append(record)
-                if len(found) > limit:
-                    break
-        scanning = raw < page.total
-    more = len(found) > limit
-    total, exact = _count(authz, readable, entity_type, kwargs, fetch)
-    return _result(ctx, entity_type, found[:limit], total, exact, offset + limit, more)
-
-
-def _raw_position(
-    authz: Authorizer, readable: ReadableSet, entity_type: str, kwargs: dict[str, Any], fetch: Fetch,
-    offset: int,
-) -> int | None:
-    """The raw position of the ``offset``-th readable match (scanning ids only, in the list's
-    order); None when there are no more. Scans at most POSITION_SCAN_LIMIT rows."""
-    if offset == 0:
-        return 0
     ids_only = {**kwargs, "select": ["id"]}
-    seen = raw = 0
-    while raw < POSITION_SCAN_LIMIT:
+    page_ids: list[str] = []
+    visible = raw = 0
+    exact = False
+    while True:
+        found_page = visible > offset + limit  # the page and one readable record beyond it
+        if (found_page and raw >= TOTAL_SCAN_LIMIT) or raw >= POSITION_SCAN_LIMIT:
+            break
         page = fetch(raw, RAW_PAGE, ids_only)
-        if not page.list:
-            return None
-        for ok in _readable_flags(authz, readable, entity_type, page.list):
+        for record, ok in zip(page.list, _readable_flags(authz, readable, entity_type, page.list),
+                              strict=True):
             if ok:
-                if seen == offset:
-                    return raw
-                seen += 1
-            raw += 1
-        if raw >= page.total:
-            return None
-    raise ToolError(f"This page is too deep to find among {POSITION_SCAN_LIMIT} matching "
-                    "records; narrow the search with filters (where, text) instead of paging.")
+                if offset <= visible < offset + limit:
+                    page_ids.append(record["id"])
+                visible += 1
+        raw += len(page.list)
+        if not page.list or raw >= page.total:
+            exact = True
+            break
+    if not exact and visible <= offset:
+        raise ToolError(f"This page is too deep to find among {POSITION_SCAN_LIMIT} matching "
+                        "records; narrow the search with filters (where, text) instead of paging.")
+    records = _fetch_by_ids(fetch, kwargs, page_ids)
+    return _result(ctx, entity_type, records, visible, exact, offset + limit,
+                   visible > offset + limit)
+
+
+def _fetch_by_ids(fetch: Fetch, kwargs: dict[str, Any], ids: list[str]) -> list[dict[str, Any]]:
+    """The records of ``ids`` (with the caller's select), in the order of ``ids``."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), BY_ID_CHUNK):
+        chunk = ids[start:start + BY_ID_CHUNK]
+        where = [*(kwargs.get("where") or []), {"type": "in", "attribute": "id", "value": chunk}]
+        page = fetch(0, len(chunk), {**kwargs, "where": where})
+        by_id.update((r["id"], r) for r in page.list if "id" in r)
+    return [by_id[i] for i in ids if i in by_id]  # a record deleted meanwhile drops out
 
 
 def _readable_flags(
@@ -198,24 +200,6 @@ def _readable_flags(
     if readable.complete:
         return [r.get("id") in readable.ids for r in records]
     return authz.check_many("can_read", [(entity_type, r["id"]) for r in records])
-
-
-def _count(
-    authz: Authorizer, readable: ReadableSet, entity_type: str, kwargs: dict[str, Any], fetch: Fetch
-) -> tuple[int, bool]:
-    """Count readable matches by scanning ids only, up to TOTAL_SCAN_LIMIT rows."""
-    ids_only = {**kwargs, "select": ["id"], "order_by": None, "order": None}
-    total = 0
-    scanned = 0
-    while scanned < TOTAL_SCAN_LIMIT:
-        page = fetch(scanned, RAW_PAGE, ids_only)
-        if not page.list:
-            return total, True
-        total += sum(_readable_flags(authz, readable, entity_type, page.list))
-        scanned += len(page.list)
-        if scanned >= page.total:
-            return total, True
-    return total, False
 
 
 def _result(
