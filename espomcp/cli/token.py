@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="scope to grant (repeatable or space-separated; default: all of "
                         "the user's scopes); scopes the user may not have are dropped")
     parser.add_argument("--ttl", type=int, default=3600,
-                        help="lifetime in seconds (negative = already expired)")
+                        help="lifetime in seconds (negative = already expired; the server "
+                        "allows ESPOMCP_AUTH_LEEWAY_SECONDS of skew, 30 by default, so a "
+                        "refused token needs e.g. --ttl -60)")
     parser.set_defaults(func=run)
 
 
