@@ -7,8 +7,10 @@ that decided (auth, scope, fga, crm, validation, tool, server, admin), a ``reaso
 only when known. Tokens and secrets are never written: only whitelisted principal fields are
 read and secret-looking event keys are dropped.
 
-Appends are atomic across threads and processes (one ``write`` of one line under ``flock`` on
-an ``O_APPEND`` descriptor); the file rotates once to ``audit.jsonl.1`` past ``max_bytes``.
+Appends are atomic across threads and processes: one ``write`` of one line on an ``O_APPEND``
+descriptor kept open (the kernel appends each write whole on local filesystems). The file
+rotates once to ``audit.jsonl.1`` past ``max_bytes``, under ``flock``; other processes notice
+the new file within a second (until then their lines land in ``.1``, never lost).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +38,8 @@ LAYERS = ("auth", "scope", "fga", "crm", "validation", "tool", "server", "admin"
 SECRET_WORDS = ("token", "secret", "password", "authorization", "api_key", "apikey", "cookie")
 MAX_TEXT = 500
 BLOCK = 64 * 1024
+ROTATE_CHECK_BYTES = 64 * 1024  # compare the size with max_bytes after this much
+REOPEN_CHECK_SECONDS = 1.0
 
 UserIdLookup = Callable[["Principal"], "str | None"]
 
@@ -49,6 +54,11 @@ class AuditLog:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._fd: int | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._inode = 0
+        self._checked = 0.0  # monotonic time the path's inode was last compared
+        self._unchecked_bytes = 0  # written since the size was last compared to max_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings, user_id_of: UserIdLookup | None = None
@@ -96,21 +106,50 @@ class AuditLog:
         return line
 
     def _append(self, text: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        """Write one line (caller holds ``self._lock``)."""
+        data = text.encode("utf-8")
+        os.write(self._descriptor(), data)
+        self._unchecked_bytes += len(data)
+        if self.max_bytes and self._unchecked_bytes >= min(ROTATE_CHECK_BYTES, self.max_bytes):
+            self._unchecked_bytes = 0
+            self._rotate_if_full()
+
+    def _descriptor(self) -> int:
+        """The open append descriptor, reopened when another process rotated the file."""
+        now = time.monotonic()
+        if self._fd is not None and now - self._checked < REOPEN_CHECK_SECONDS:
+            return self._fd
+        self._checked = now
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                if self.max_bytes and os.fstat(fd).st_size >= self.max_bytes:
-                    os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-                    os.close(fd)
-                    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                os.write(fd, text.encode("utf-8"))
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            current = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            current = -1
+        if self._fd is None or current != self._inode:
+            self._reopen()
+        return self._fd  # type: ignore[return-value]
+
+    def _reopen(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # closes the previous descriptor
+            self._finalizer = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._inode = os.fstat(self._fd).st_ino
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
+
+    def _rotate_if_full(self) -> None:
+        fd = self._descriptor()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            # Another process may have rotated already: only the current file is rotated.
+            if (os.fstat(fd).st_size >= self.max_bytes
+                    and os.stat(self.path).st_ino == os.fstat(fd).st_ino):
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
         finally:
-            os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        if not self.path.exists() or os.stat(self.path).st_ino != self._inode:
+            self._reopen()
+            self._checked = time.monotonic()
 
     # --- reading -----------------------------------------------------------------------
     def recent(self, limit: int = 100, **filters: str) -> list[dict[str, Any]]:
