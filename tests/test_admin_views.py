@@ -58,7 +58,10 @@ def test_callback_without_matching_login_is_rejected(admin_app: Flask) -> None:
     client = admin_app.test_client()
     response = client.get("/admin/callback?code=x&state=y")
     assert response.status_code == 400
-    assert "Sign-in expired" in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert "Sign-in expired" in html
+    # the usual cause in the demo: started at localhost, returned to the public URL's host
+    assert admin_app.extensions["espomcp"].settings.public_url + "/admin" in html
 
 
 def test_callback_with_a_wrong_state_fails(admin_app: Flask) -> None:

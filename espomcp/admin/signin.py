@@ -60,7 +60,10 @@ def callback() -> Any:
     if not pending or pending.get("kind") != "login":
         return error_page(400, "Sign-in expired",
                           "This sign-in response does not match a sign-in started in this "
-                          "browser (or it took longer than 10 minutes). Start again.")
+                          "browser (or it took longer than 10 minutes). Start again, at "
+                          f"{services().settings.public_url}/admin: sign-in returns there, so "
+                          "it fails when started at another address (e.g. localhost instead "
+                          "of 127.0.0.1).")
     state.sessions.delete(g.admin_session_id)  # one use only
     try:
         code = state.oauth.check_callback(request.args.to_dict(), pending["state"])
