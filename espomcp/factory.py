@@ -26,7 +26,7 @@ log = logging.getLogger("espomcp.request")
 def create_app(settings: Settings | None = None, *,
                authenticator: Authenticator | None = None) -> Flask:
     """Build the application for ``settings`` (default: read from the environment)."""
-    settings = settings or load_settings()
+    settings = settings or load_settings(needs_espocrm=True)
     configure_logging(settings.log_level)
     app = Flask("espomcp")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -236,10 +236,13 @@ class Settings(BaseSettings):
         return self.fga_store_path or self.data_dir / "fga.sqlite3"
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment and ``.env``; raise ConfigError naming the variable."""
+def load_settings(*, needs_espocrm: bool = False, **overrides: object) -> Settings:
+    """Read settings from the environment and ``.env``; raise ConfigError naming the variable.
+
+    ``needs_espocrm``: the caller talks to EspoCRM, so the service-account key is required
+    (commands that do not, such as ``token`` or ``fga test``, can run without it)."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -247,3 +250,8 @@ def load_settings(**overrides: object) -> Settings:
             name = f"ESPOMCP_{loc.upper()}" if loc else "configuration"
             problems.append(f"{name}: {err['msg']}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+    if needs_espocrm and not settings.espocrm_api_key.get_secret_value():
+        raise ConfigError("invalid configuration:\n  ESPOMCP_ESPOCRM_API_KEY: required: the API "
+                          "key of the EspoCRM API user this server acts through (set it in the "
+                          "environment or .env; the demo prints its settings)")
+    return settings

@@ -87,3 +87,22 @@ def test_server_refuses_to_start_when_model_lacks_a_relation(tmp_path):
     narrowed = Settings(_env_file=None, data_dir=tmp_path / "e", fga_model_path=path,
                         entity_types=["Account", "User"])
     assert create_app(narrowed).extensions["espomcp"].fga.health()[0]
+
+
+def test_commands_that_talk_to_espocrm_need_its_api_key(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for command in (["serve"], ["sync"], ["reconcile"], ["webhooks", "list"]):
+        proc = subprocess.run([sys.executable, "-m", "espomcp", *command], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert "ESPOMCP_ESPOCRM_API_KEY" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "var").exists()
+
+
+def test_gunicorn_refuses_to_boot_without_the_api_key(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "/dev/null", "-b",
+                           "127.0.0.1:0", "wsgi:app"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "ESPOMCP_ESPOCRM_API_KEY" in proc.stderr

@@ -143,7 +143,7 @@ def run_espocrm(args: argparse.Namespace) -> int:
     from espomcp.provision.espocrm import EspoInit
     from espomcp.settings import load_settings
 
-    settings = load_settings()
+    settings = load_settings(needs_espocrm=True)
     try:
         result = EspoInit(settings, dry_run=args.dry_run, backfill=not args.skip_backfill).run()
     except ProvisionError as exc:

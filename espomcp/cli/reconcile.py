@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.every < 0:
         print("espomcp reconcile: --every must be >= 0", file=sys.stderr)
         return 2
-    settings = load_settings()
+    settings = load_settings(needs_espocrm=True)
     backend = build_backend(settings)
     if not getattr(backend, "enforcing", True):
         print("espomcp reconcile: the FGA backend is off (ESPOMCP_FGA_BACKEND=off); nothing to "

@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from espomcp import create_app
     from espomcp.settings import load_settings
 
-    settings = load_settings()
+    settings = load_settings(needs_espocrm=True)
     if args.workers:
         import os
         import subprocess

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from espomcp.sync.outbox import Outbox, TupleWriter
     from espomcp.sync.status import SyncStatus
 
-    settings = load_settings()
+    settings = load_settings(needs_espocrm=True)
     backend = build_backend(settings)
     if not getattr(backend, "enforcing", True):
         print("espomcp sync: the FGA backend is off (ESPOMCP_FGA_BACKEND=off); nothing to sync",

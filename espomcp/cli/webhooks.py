@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from espomcp.settings import load_settings
     from espomcp.sync import webhooks
 
-    settings = load_settings()
+    settings = load_settings(needs_espocrm=True)
     client = EspoClient.from_settings(settings)
     action = {"register": webhooks.register_webhooks, "list": webhooks.list_webhooks,
               "unregister": webhooks.unregister_webhooks}[args.action]
