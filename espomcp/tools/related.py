@@ -248,6 +248,24 @@ def tools(svc: Services) -> list[Tool]:
         },
         "required": ["record", "link", "permissions"],
     }
+
+    def link_tool(name: str, title: str, description: str, handler: Any,
+                  annotations: Any) -> Tool:
+        return Tool(
+            name=name,
+            title=title,
+            description=description,
+            input_schema={"type": "object", "properties": link_args,
+                          "required": ["entity_type", "id", "link", "related_ids"],
+                          "additionalProperties": False},
+            output_schema=link_output,
+            handler=handler,
+            relations=("can_write", "can_read"),
+            annotations=annotations,
+            required_scopes=scopes_of("write"),
+            visible_with=any_scope(write_types, "write"),
+        )
+
     page_args = {
         "limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20},
         "offset": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
@@ -281,43 +299,15 @@ def tools(svc: Services) -> list[Tool]:
             required_scopes=scopes_of("read"),
             visible_with=any_scope(read_types, "read"),
         ),
-        Tool(
-            name="link_records",
-            title="Link records",
-            description="Relate records through a link of the first record, e.g. add contacts "
-            "to an account (link 'contacts'). Needs edit permission on the record and read "
-            "permission on each related record.",
-            input_schema={
-                "type": "object",
-                "properties": link_args,
-                "required": ["entity_type", "id", "link", "related_ids"],
-                "additionalProperties": False,
-            },
-            output_schema=link_output,
-            handler=link_records,
-            relations=("can_write", "can_read"),
-            annotations=IDEMPOTENT_WRITE,
-            required_scopes=scopes_of("write"),
-            visible_with=any_scope(write_types, "write"),
-        ),
-        Tool(
-            name="unlink_records",
-            title="Unlink records",
-            description="Remove the relation between a record and related records through one "
-            "of its links. The records themselves stay.",
-            input_schema={
-                "type": "object",
-                "properties": link_args,
-                "required": ["entity_type", "id", "link", "related_ids"],
-                "additionalProperties": False,
-            },
-            output_schema=link_output,
-            handler=unlink_records,
-            relations=("can_write", "can_read"),
-            annotations=DESTRUCTIVE,
-            required_scopes=scopes_of("write"),
-            visible_with=any_scope(write_types, "write"),
-        ),
+        link_tool("link_records", "Link records",
+                  "Relate records through a link of the first record, e.g. add contacts to an "
+                  "account (link 'contacts'). Needs edit permission on the record and read "
+                  "permission on each related record.",
+                  link_records, IDEMPOTENT_WRITE),
+        link_tool("unlink_records", "Unlink records",
+                  "Remove the relation between a record and related records through one of its "
+                  "links. The records themselves stay.",
+                  unlink_records, DESTRUCTIVE),
         Tool(
             name="get_stream",
             title="Get a record's activity stream",

@@ -93,15 +93,7 @@ def search_page(
     with crm_errors(ctx):
         if readable.everything:
             page = crm.list_records(entity_type, offset=offset, max_size=limit, **kwargs)
-            return _result(
-                ctx,
-                entity_type,
-                page.list,
-                page.total,
-                True,
-                offset + len(page.list),
-                offset + len(page.list) < page.total,
-            )
+            return _page_result(ctx, entity_type, page, offset)
         if readable.complete and len(readable.ids) <= PUSHDOWN_LIMIT:
             if not readable.ids:
                 return _result(ctx, entity_type, [], 0, True, offset, False)
@@ -116,15 +108,7 @@ def search_page(
                 if exc.status != 414:  # the id list made the URL too long for EspoCRM's server
                     raise
                 return _overfetch(ctx, authz, readable, entity_type, kwargs, offset, limit)
-            return _result(
-                ctx,
-                entity_type,
-                page.list,
-                page.total,
-                True,
-                offset + len(page.list),
-                offset + len(page.list) < page.total,
-            )
+            return _page_result(ctx, entity_type, page, offset)
         return _overfetch(ctx, authz, readable, entity_type, kwargs, offset, limit)
 
 
@@ -200,6 +184,12 @@ def _readable_flags(
     if readable.complete:
         return [r.get("id") in readable.ids for r in records]
     return authz.check_many("can_read", [(entity_type, r["id"]) for r in records])
+
+
+def _page_result(ctx: ToolContext, entity_type: str, page: Any, offset: int) -> dict[str, Any]:
+    """An EspoCRM list page whose total is already exact for the caller."""
+    end = offset + len(page.list)
+    return _result(ctx, entity_type, page.list, page.total, True, end, end < page.total)
 
 
 def _result(
