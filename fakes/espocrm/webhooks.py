@@ -98,7 +98,7 @@ def remove(state: EspoState, hook_id: str, user: Record) -> None:
 
 
 def encode_body(items: list[Any]) -> bytes:
-    """PHP ``json_encode`` defaults: compact, ``/`` escaped, non-ASCII as ``\\uXXXX``."""
+    """PHP ``json_encode`` defaults: compact, ``/`` escaped, non-ASCII as ``\\u`` escapes."""
     return json.dumps(items, separators=(",", ":"), ensure_ascii=True).replace("/", "\\/").encode()
 
 
