@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,17 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL, 
 """
 
 
+@contextmanager
+def connect_wal(path: Path) -> Iterator[sqlite3.Connection]:
+    """A short-lived autocommit connection in WAL mode (safe across worker processes)."""
+    db = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        yield db
+    finally:
+        db.close()
+
+
 class SyncStatus:
     """Read and update the status file of one data directory (thread- and process-safe)."""
 
@@ -33,14 +44,8 @@ class SyncStatus:
         with self._connect() as db:
             db.executescript(_SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect_wal(self.path)
 
     def record_run(self, kind: str, summary: dict[str, Any]) -> None:
         """Remember the outcome of a finished ``backfill`` or ``reconcile`` run."""

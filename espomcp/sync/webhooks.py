@@ -26,8 +26,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from espomcp.fga.errors import FgaError, FgaUnavailable
 from espomcp.sync import refresh
 from espomcp.sync.backfill import sync_entity_types
 from espomcp.sync.mapping import MappingError
-from espomcp.sync.status import SyncStatus
+from espomcp.sync.status import SyncStatus, connect_wal
 
 log = logging.getLogger("espomcp.sync.webhooks")
 
@@ -199,14 +198,8 @@ class ReplayGuard:
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS seen (digest TEXT PRIMARY KEY, at REAL NOT NULL)")
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect_wal(self.path)
 
     def claim(self, digest: str) -> bool:
         """True if ``digest`` was not seen within the window (and is now remembered)."""

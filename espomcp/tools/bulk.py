@@ -115,7 +115,8 @@ def bulk_update_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
                 f"Permission denied: you may not write {entity_type} {item['id']} "
                 "(missing permission 'can_write'; it may also not exist)."
             )
-        return item["id"], update_one(ctx, authz, entity_type, item["id"], dict(item["data"]))
+        return item["id"], update_one(ctx, authz, entity_type, item["id"], dict(item["data"]),
+                                     write_checked=True)
 
     return _run(entity_type, items, one)
 
@@ -134,7 +135,7 @@ def bulk_delete_records(ctx: ToolContext, args: JsonObject) -> JsonObject:
                 f"Permission denied: you may not delete {entity_type} {record_id} "
                 "(missing permission 'can_delete'; it may also not exist)."
             )
-        return record_id, delete_one(ctx, authz, entity_type, record_id)
+        return record_id, delete_one(ctx, authz, entity_type, record_id, delete_checked=True)
 
     return _run(entity_type, ids, one)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from espomcp.authz import Authorizer, fga_type
-from espomcp.espocrm.errors import Duplicate
+from espomcp.espocrm.errors import Duplicate, InvalidInput
 from espomcp.espocrm.ids import validate_id, validate_ids
 from espomcp.mcp.registry import (
     DESTRUCTIVE,
@@ -197,12 +197,15 @@ def create_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
 
 
 def update_one(
-    ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str, data: JsonObject
+    ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str, data: JsonObject,
+    *, write_checked: bool = False,
 ) -> JsonObject:
+    """Partial update; ``write_checked``: the caller already batch-checked ``can_write``."""
     data = _clean_data(data)
     if not data:
         raise ToolError("data is empty: name at least one attribute to change")
-    authz.require("can_write", entity_type, record_id)
+    if not write_checked:
+        authz.require("can_write", entity_type, record_id)
     if any(k in data for k in ASSIGNMENT_FIELDS):
         authz.require("can_assign", entity_type, record_id)
     crm = ctx.services.crm
@@ -230,8 +233,11 @@ def assign_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
     return update_one(ctx, Authorizer(ctx), args["entity_type"], _id(args["id"]), data)
 
 
-def delete_one(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str) -> JsonObject:
-    authz.require("can_delete", entity_type, record_id)
+def delete_one(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str,
+               *, delete_checked: bool = False) -> JsonObject:
+    """Delete; ``delete_checked``: the caller already batch-checked ``can_delete``."""
+    if not delete_checked:
+        authz.require("can_delete", entity_type, record_id)
     crm = ctx.services.crm
     with crm_errors(ctx):
         before = crm.get_record(entity_type, record_id)
@@ -245,8 +251,6 @@ def delete_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
 
 
 def _id(value: Any) -> str:
-    from espomcp.espocrm.errors import InvalidInput
-
     try:
         return validate_id(value)
     except InvalidInput as exc:
@@ -254,8 +258,6 @@ def _id(value: Any) -> str:
 
 
 def _ids(values: Any, field: str) -> list[str]:
-    from espomcp.espocrm.errors import InvalidInput
-
     try:
         return validate_ids(values)
     except InvalidInput as exc:  # a hostile id is the caller's error, not the server's
