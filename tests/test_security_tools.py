@@ -246,3 +246,64 @@ def test_search_has_no_next_page_when_only_hidden_matches_follow(embedded_world,
         "where": [{"type": "in", "attribute": "id", "value": [mine, hidden]}]})
     assert [r["id"] for r in result["records"]] == [mine]
     assert result["next_offset"] is None and result["total"] == 1
+
+
+
+def _hidden_contact(world: Any, first: str, last: str) -> str:
+    """A Support-only contact of carol's that alice (Sales) cannot read."""
+    rid = world.ok("admin", "create_record", {"entity_type": "Contact", "data": {
+        "firstName": first, "lastName": last, "assignedUserId": world.user_id("carol"),
+        "teamsIds": [SUPPORT]}, "skip_duplicate_check": True})["record"]["id"]
+    world.error("alice", "get_record", {"entity_type": "Contact", "id": rid})
+    return rid
+
+
+def test_create_does_not_count_duplicates_the_caller_cannot_read(embedded_world):
+    # Creating a contact like hidden ones must not tell alice how many such records exist:
+    # the answer is the same whatever their number.
+    hidden = _hidden_contact(embedded_world, "Quentin", "Hiddenfield")
+    args = {"entity_type": "Contact", "data": {"firstName": "Quentin", "lastName": "Hiddenfield"}}
+    first = embedded_world.ok("alice", "create_record", args)
+    assert first["created"] is False and first["duplicates"] == []
+    assert "hidden_duplicates" not in first and hidden not in str(first)
+    assert "cannot see" in first["message"] and "skip_duplicate_check" in first["message"]
+    _hidden_contact(embedded_world, "Quentin", "Hiddenfield")
+    assert embedded_world.ok("alice", "create_record", args) == first
+
+
+def test_readable_duplicates_are_listed_without_a_hint_of_hidden_ones(embedded_world):
+    hidden = _hidden_contact(embedded_world, "Rosalind", "Hiddenfield")
+    data = {"firstName": "Rosalind", "lastName": "Hiddenfield"}
+    mine = embedded_world.ok("alice", "create_record", {"entity_type": "Contact", "data": data,
+                                                        "skip_duplicate_check": True})
+    answer = embedded_world.ok("alice", "create_record", {"entity_type": "Contact", "data": data})
+    assert answer["created"] is False
+    assert [d["id"] for d in answer["duplicates"]] == [mine["record"]["id"]]
+    assert "hidden_duplicates" not in answer and hidden not in str(answer)
+    assert "cannot see" not in answer["message"]
+
+
+def test_convert_lead_does_not_count_duplicates_the_caller_cannot_read(embedded_world):
+    alice = embedded_world.user_id("alice")
+    lead = next(rid for rid, r in embedded_world.crm.state.table("Lead").items()
+                if r.get("assignedUserId") == alice and r.get("status") != "Converted")
+    _hidden_contact(embedded_world, "Ulrich", "Hiddenfield")
+    args = {"lead_id": lead, "contact": {"firstName": "Ulrich", "lastName": "Hiddenfield"}}
+    first = embedded_world.ok("alice", "convert_lead", args)
+    assert first["converted"] is False
+    _hidden_contact(embedded_world, "Ulrich", "Hiddenfield")
+    assert embedded_world.ok("alice", "convert_lead", args) == first
+
+
+def test_convert_lead_lists_readable_duplicates(embedded_world):
+    alice = embedded_world.user_id("alice")
+    lead = [rid for rid, r in embedded_world.crm.state.table("Lead").items()
+            if r.get("assignedUserId") == alice and r.get("status") != "Converted"][1]
+    data = {"firstName": "Vera", "lastName": "Hiddenfield"}
+    hidden = _hidden_contact(embedded_world, "Vera", "Hiddenfield")
+    mine = embedded_world.ok("alice", "create_record", {"entity_type": "Contact", "data": data,
+                                                        "skip_duplicate_check": True})
+    answer = embedded_world.ok("alice", "convert_lead", {"lead_id": lead, "contact": data})
+    assert answer["converted"] is False and hidden not in str(answer)
+    assert [d["id"] for d in answer["duplicates"]] == [mine["record"]["id"]]
+    assert "cannot see" not in answer["message"]

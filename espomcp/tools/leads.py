@@ -10,7 +10,7 @@ from espomcp.espocrm.errors import Duplicate
 from espomcp.mcp.registry import WRITE, JsonObject, Tool, ToolContext, ToolError
 from espomcp.tools.common import ID_SCHEMA, PERMISSIONS_SCHEMA, RECORD_SCHEMA, crm_errors, present
 from espomcp.tools.lifecycle import sync_record
-from espomcp.tools.records import _clean_data, _id, check_new_record
+from espomcp.tools.records import _clean_data, _id, check_new_record, readable_duplicates
 
 if TYPE_CHECKING:
     from espomcp.services import Services
@@ -58,12 +58,13 @@ def convert_lead(ctx: ToolContext, args: JsonObject) -> JsonObject:
                 if t in records and lead.get(key)
             }
     except Duplicate as exc:
-        return {
-            "converted": False,
-            "message": "Similar records already exist, so the lead "
-            "was not converted. Call again with skip_duplicate_check=true to convert "
-            f"anyway. ({len(exc.records)} similar record(s).)",
-        }
+        visible = readable_duplicates(ctx, authz, exc.records)
+        found = ("Similar records already exist, so the lead was not converted. Review them. "
+                 if visible else "EspoCRM found possible duplicates that you cannot see, so the "
+                 "lead was not converted. ")
+        ctx.audit.update(decision="allow", layer="crm", reason="duplicate")
+        return {"converted": False, "duplicates": visible, "message": found + "To convert it "
+                "anyway, call again with skip_duplicate_check=true."}
     permissions = [sync_record(ctx, "Lead", before, lead)]
     permissions += [sync_record(ctx, t, None, r, owner_id=user.id) for t, r in created.items()]
     synced = all(p["synced"] for p in permissions)
@@ -106,6 +107,7 @@ def tools(svc: Services) -> list[Tool]:
                     "lead": RECORD_SCHEMA,
                     "created": {"type": "object"},
                     "permissions": PERMISSIONS_SCHEMA,
+                    "duplicates": {"type": "array", "items": RECORD_SCHEMA},
                     "message": {"type": "string"},
                 },
                 "required": ["converted"],

@@ -175,19 +175,30 @@ def _require_team_manager(authz: Authorizer, message: str, data: JsonObject | No
         raise ToolError(message, data)
 
 
+def readable_duplicates(ctx: ToolContext, authz: Authorizer, records: list[JsonObject],
+                        entity_type: str | None = None) -> list[JsonObject]:
+    """The similar records of a 409 that the caller may read (of ``entity_type``, else each
+    record's ``_entityType``); the others are neither listed nor counted, as a count would
+    reveal records the caller may not know about."""
+    known = ctx.services.settings.entity_types
+    refs = [(entity_type or str(r.get("_entityType") or ""), str(r.get("id") or "")) for r in records]
+    wanted = [(i, ref) for i, ref in enumerate(refs) if ref[0] in known and ref[1]]
+    flags = authz.check_many("can_read", [ref for _, ref in wanted])
+    return [present(ctx.services, ref[0], records[i])
+            for (i, ref), ok in zip(wanted, flags, strict=True) if ok]
+
+
 def _duplicates(ctx: ToolContext, authz: Authorizer, entity_type: str, exc: Duplicate) -> JsonObject:
-    candidates = [r for r in exc.records if r.get("id")]
-    flags = authz.check_many("can_read", [(entity_type, str(r["id"])) for r in candidates])
-    visible = [present(ctx.services, entity_type, r) for r, ok in zip(candidates, flags, strict=True) if ok]
-    hidden = len(candidates) - len(visible)
-    message = (
-        "Similar records already exist, so nothing was created. Review them; to create "
-        "the record anyway, call again with skip_duplicate_check=true."
-    )
-    if hidden:
-        message += f" {hidden} similar record(s) exist that you cannot see."
+    visible = readable_duplicates(ctx, authz, exc.records, entity_type)
+    if visible:
+        message = ("Similar records already exist, so nothing was created. Review them; to "
+                   "create the record anyway, call again with skip_duplicate_check=true.")
+    else:  # that nothing was created tells this much anyway; say no more (no count, no names)
+        message = ("EspoCRM found possible duplicates that you cannot see, so nothing was "
+                   "created. To create the record anyway, call again with "
+                   "skip_duplicate_check=true.")
     ctx.audit.update(decision="allow", layer="crm", reason="duplicate")
-    return {"created": False, "duplicates": visible, "hidden_duplicates": hidden, "message": message}
+    return {"created": False, "duplicates": visible, "message": message}
 
 
 def create_record(ctx: ToolContext, args: JsonObject) -> JsonObject:
@@ -318,7 +329,6 @@ def tools(svc: Services) -> list[Tool]:
                     "record": RECORD_SCHEMA,
                     "permissions": PERMISSIONS_SCHEMA,
                     "duplicates": {"type": "array", "items": RECORD_SCHEMA},
-                    "hidden_duplicates": {"type": "integer"},
                     "message": {"type": "string"},
                 },
                 "required": ["created"],
