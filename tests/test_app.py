@@ -24,6 +24,17 @@ def test_readyz_reports_each_dependency(mcp_client, espocrm_server):
     assert response.get_json()["checks"]["espocrm"]["ok"] is False
 
 
+def test_readyz_does_not_identify_the_service_account(mcp_app, mcp_client):
+    # /readyz is public: it says EspoCRM accepts the credentials, not whose they are.
+    account = mcp_app.extensions["espomcp"].crm.app_user()["user"]
+    body = mcp_client.get("/readyz").get_json()
+    assert body["checks"]["espocrm"]["ok"] is True
+    detail = body["checks"]["espocrm"]["detail"]
+    assert account["userName"] not in detail  # "espomcp" may be part of the data dir's path
+    for value in (account["id"], account["name"]):
+        assert value not in str(body)
+
+
 def test_readyz_shows_fga_off_loudly(make_settings):
     app = create_app(make_settings(fga_backend="off"))
     body = app.test_client().get("/readyz").get_json()

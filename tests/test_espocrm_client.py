@@ -461,4 +461,4 @@ def test_factory_wires_the_client_and_readiness(espocrm_server):
     app = create_app(espocrm_server.settings(), authenticator=_NoAuth())
     svc = app.extensions["espomcp"]
     assert isinstance(svc.crm, EspoClient)
-    assert svc.readiness["espocrm"]() == (True, "ok (as espomcp)")
+    assert svc.readiness["espocrm"]() == (True, "ok")

@@ -235,13 +235,13 @@ class EspoClient:
         return _page(self._request("GET", ["Webhook"], params={"maxSize": MAX_PAGE})).list
 
     def ping(self) -> tuple[bool, str]:
-        """Readiness: (True, user name) if EspoCRM accepts our credentials, else (False, why)."""
+        """Readiness: (True, "ok") if EspoCRM accepts our credentials, else (False, why).
+        Shown on the public /readyz, so it never names the service account."""
         try:
-            user = self.app_user()
+            self.app_user()
         except EspoError as exc:
             return False, exc.message
-        name = (user.get("user") or {}).get("userName") if isinstance(user, dict) else None
-        return True, f"ok (as {name})" if name else "ok"
+        return True, "ok"
 
     # --- plumbing --------------------------------------------------------------------
     def _list(self, path: list[str], filters: dict[str, Any]) -> ListPage:
