@@ -48,6 +48,16 @@ class Metrics:
             gauge_kwargs["multiprocess_mode"] = "livemostrecent"  # dead workers drop out (child_exit)
         self.outbox_depth = Gauge("espomcp_outbox_depth", "Tuple changes waiting to be retried",
                                   **gauge_kwargs)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: ``labels`` validates and locks on every call
+        (a fifth of the metrics cost of a request). Label values are bounded by the callers."""
+        key = (id(metric), *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def render(self, svc: Services) -> bytes:
         outbox = svc.extras.get("outbox")

@@ -205,8 +205,8 @@ class McpServer:
         metrics = self.services.metrics
         if metrics is not None:
             decision = ctx.audit.get("decision", "error")
-            metrics.decisions.labels(decision, ctx.audit.get("layer", "tool")).inc()
-            metrics.tool_calls.labels(ctx.audit.get("tool", "?"), decision).inc()
+            metrics.child(metrics.decisions, decision, ctx.audit.get("layer", "tool")).inc()
+            metrics.child(metrics.tool_calls, ctx.audit.get("tool", "?"), decision).inc()
         audit = self.services.audit
         if audit is not None:
             audit.record(call.principal, ctx.audit)
