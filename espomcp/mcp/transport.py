@@ -6,9 +6,10 @@ status mapping (§3.4) and the legacy rules (§4.2). Errors are converted here, 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import uuid
+import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -134,6 +135,17 @@ def _header_lists() -> dict[str, list[str]]:
     return headers
 
 
+_REQUEST_IDS = itertools.count(1)
+_REQUEST_ID_PREFIX = os.urandom(6).hex()
+
+
+def next_request_id() -> str:
+    """A request id unique across workers and restarts (random per-process prefix plus a
+    counter): it only correlates log and audit lines, so it need not be unguessable, and
+    ``uuid4`` costs a system call per request."""
+    return f"{_REQUEST_ID_PREFIX}{next(_REQUEST_IDS):010x}"
+
+
 def read_capped(stream: Any, cap: int) -> bytes:
     """Up to ``cap`` bytes of a body of unknown length (streams may return short reads)."""
     parts: list[bytes] = []
@@ -150,34 +162,36 @@ def read_capped(stream: Any, cap: int) -> bytes:
 @bp.route("/mcp", methods=["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"])  # no auto-OPTIONS
 def mcp_endpoint() -> Response:
     svc = services()
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+    environ = req.environ  # single-valued headers straight from WSGI (no Headers object)
     g.mcp_method = None
-    origin = request.headers.get("Origin")
+    origin = environ.get("HTTP_ORIGIN")
     if origin is not None and not origin_allowed(origin, svc):
         g.outcome = "forbidden-origin"
         return rpc_error(INVALID_REQUEST, "Origin not allowed", 403)
-    if not host_allowed(request.host, svc):
+    if not host_allowed(req.host, svc):
         g.outcome = "forbidden-host"
         return rpc_error(INVALID_REQUEST, "Host not allowed", 421)  # §4.5: Misdirected
-    if request.method != "POST":
+    if environ["REQUEST_METHOD"] != "POST":
         g.outcome = "method-not-allowed"
         response = rpc_error(INVALID_REQUEST, "Method not allowed: this server is stateless "
                              "and answers POST only", 405)
         response.headers["Allow"] = "POST"
         return response
     limit = svc.settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
+    content_length = req.content_length
+    if content_length is not None and content_length > limit:
         g.outcome = "too-large"
         return rpc_error(INVALID_REQUEST, f"Request body exceeds {limit} bytes", 413)
-    mimetype = (request.mimetype or "").lower()
-    if mimetype != "application/json":
+    if not _is_json(environ.get("CONTENT_TYPE"), req):
         g.outcome = "unsupported-media-type"
         return rpc_error(INVALID_REQUEST, "Content-Type must be application/json", 415)
-    if not _accepts_json(request.headers.get("Accept")):
+    if not _accepts_json(environ.get("HTTP_ACCEPT")):
         g.outcome = "not-acceptable"
         return rpc_error(INVALID_REQUEST, "Accept must include application/json", 406)
 
     try:
-        principal = svc.authenticator.authenticate(request.headers.get("Authorization"))
+        principal = svc.authenticator.authenticate(environ.get("HTTP_AUTHORIZATION"))
     except BearerError as exc:
         if exc.error and svc.audit is not None:  # a token was presented and refused
             svc.audit.record_auth_failure(exc.error, exc.description)
@@ -192,10 +206,9 @@ def mcp_endpoint() -> Response:
             response.headers["Retry-After"] = str(retry_after)
             return response
 
-    if request.content_length is None:  # chunked: Flask's cap would truncate, not refuse
-        raw = read_capped(request.environ["wsgi.input"], limit + 1)
-    else:
-        raw = request.get_data(cache=False)
+    # Chunked (no Content-Length): read one byte past the cap to refuse, not truncate.
+    raw = read_capped(environ["wsgi.input"], limit + 1 if content_length is None
+                      else content_length)
     if len(raw) > limit:
         g.outcome = "too-large"
         return rpc_error(INVALID_REQUEST, f"Request body exceeds {limit} bytes", 413)
@@ -212,7 +225,7 @@ def mcp_endpoint() -> Response:
         g.outcome = "invalid-request"
         return rpc_error(INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 request", 400)
 
-    header_version = request.headers.get("MCP-Protocol-Version")
+    header_version = environ.get("HTTP_MCP_PROTOCOL_VERSION")
     modern = is_modern(header_version)
     if kind == "response" and modern:  # §2/§3.1: no server→client requests to answer
         g.outcome = "invalid-request"
@@ -227,6 +240,13 @@ def mcp_endpoint() -> Response:
     return handle_request(svc, body, header_version, modern, principal)
 
 
+def _is_json(content_type: str | None, req: Any) -> bool:
+    """Content-Type is application/json (parameters such as charset allowed)."""
+    if content_type == "application/json":  # the common case, without parsing
+        return True
+    return (req.mimetype or "").lower() == "application/json"
+
+
 def handle_request(svc: Services, body: dict[str, Any], header_version: str | None,
                    modern: bool, principal: Any) -> Response:
     request_id = body["id"]
@@ -235,7 +255,8 @@ def handle_request(svc: Services, body: dict[str, Any], header_version: str | No
     g.mcp_method = method
     if method == "tools/call" and isinstance(params.get("name"), str):
         g.tool = params["name"][:128]
-    headers = _header_lists()
+    # Only 2026-07-28 requests read the header ladder (Mcp-Method, Mcp-Name, Mcp-Param-*).
+    headers = _header_lists() if modern else {}
     try:
         if modern:
             check_modern_request(headers, method, params)
@@ -250,7 +271,7 @@ def handle_request(svc: Services, body: dict[str, Any], header_version: str | No
         server: McpServer = svc.extras["mcp_server"]
         result = server.dispatch(Call(method=method, params=params, modern=modern,
                                       principal=principal, headers=headers,
-                                      request_id=uuid.uuid4().hex))
+                                      request_id=next_request_id()))
     except BearerError as exc:
         return challenge_response(exc, request_id)
     except JsonRpcError as exc:
