@@ -127,27 +127,24 @@ def _install_request_log(app: Flask) -> None:
 
     @app.after_request
     def _log(response: Response) -> Response:
-        started = g.get("started")
+        ctx = g._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        started = getattr(ctx, "started", None)
         duration = round((time.perf_counter() - started) * 1000, 2) if started else None
-        principal = g.get("principal")
+        principal = getattr(ctx, "principal", None)
+        mcp_method = getattr(ctx, "mcp_method", None)
         metrics = app.extensions["espomcp"].metrics
-        rule = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.requests.labels(rule, str(response.status_code)).inc()
+        rule = req.url_rule.rule if req.url_rule else "unmatched"
+        metrics.child(metrics.requests, rule, str(response.status_code)).inc()
         if duration is not None:
-            metrics.latency.labels(_method_label(g.get("mcp_method"))).observe(duration / 1000)
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": duration,
-                "mcp_method": g.get("mcp_method"),
-                "tool": g.get("tool"),
-                "outcome": g.get("outcome"),
+            metrics.child(metrics.latency, _method_label(mcp_method)).observe(duration / 1000)
+        if log.isEnabledFor(logging.INFO):
+            log.info("request", extra={
+                "method": req.method, "path": req.path, "status": response.status_code,
+                "duration_ms": duration, "mcp_method": mcp_method,
+                "tool": getattr(ctx, "tool", None), "outcome": getattr(ctx, "outcome", None),
                 "sub": principal.sub if principal else None,
-            },
-        )
+            })
         return response
 
 
