@@ -96,9 +96,7 @@ class AuditLog:
                 except Exception:  # a lookup problem must never lose the audit line
                     line["user_id"] = None
         for name, value in event.items():
-            if name in line or value is None:
-                continue
-            if any(word in name.lower() for word in SECRET_WORDS):
+            if name in line or value is None or _is_secret(name):
                 continue
             line[name] = _clean(value)
         if "decision" in line:
@@ -213,6 +211,19 @@ def _lines_backwards(path: Path) -> Iterator[bytes]:
             yield rest
 
 
+_SECRET_NAMES: dict[str, bool] = {}
+
+
+def _is_secret(name: str) -> bool:
+    """Whether an event key looks like it holds a secret (remembered: events reuse a few keys)."""
+    found = _SECRET_NAMES.get(name)
+    if found is None:
+        found = any(word in name.lower() for word in SECRET_WORDS)
+        if len(_SECRET_NAMES) < 1024:
+            _SECRET_NAMES[name] = found
+    return found
+
+
 def _clean(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
@@ -222,7 +233,7 @@ def _clean(value: Any) -> Any:
         return [_clean(item) for item in list(value)[:50]]
     if isinstance(value, dict):
         return {str(k)[:100]: _clean(v) for k, v in list(value.items())[:50]
-                if not any(word in str(k).lower() for word in SECRET_WORDS)}
+                if not _is_secret(str(k))}
     return _clean(str(value))
 
 
