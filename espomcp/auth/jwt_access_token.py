@@ -15,14 +15,16 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from joserfc import jws
 from joserfc.errors import JoseError
 
 from espomcp.auth.jwks import KeyLookupError, KeySource
+
+T = TypeVar("T")
 
 # Symmetric and unsigned algorithms are never acceptable for a resource server that only
 # holds the issuer's public keys (algorithm-confusion attacks).
@@ -96,28 +98,44 @@ class JwtAccessTokenValidator:
         self.policy = policy
         self.keys = keys
         self._registry = jws.JWSRegistry(algorithms=list(policy.algorithms))
-        self._verified: OrderedDict[bytes, tuple[float, dict[str, Any]]] = OrderedDict()
+        # sha256(token) -> [expires (monotonic), claims, {derive function: derived value}]
+        self._verified: OrderedDict[bytes, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def validate(self, token: str) -> dict[str, Any]:
         """Return the verified claims of ``token`` or raise ``InvalidToken``."""
+        return dict(self._entry(token)[1])
+
+    def validate_as(self, token: str, derive: Callable[[dict[str, Any]], T]) -> T:
+        """``derive(claims)`` for a valid ``token``, computed once per verified token.
+
+        The claims are checked again on every call (expiry), exactly as ``validate`` does;
+        only the derived value (say, the caller's ``Principal``) is remembered with them.
+        """
+        entry = self._entry(token)
+        derived = entry[2]
+        if derive not in derived:
+            derived[derive] = derive(dict(entry[1]))
+        return derived[derive]  # type: ignore[no-any-return]
+
+    def _entry(self, token: str) -> list[Any]:
+        """The cache entry ``[expires, claims, derived]`` of a valid token (verified if new)."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("the access token is too long")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        remembered = self._remembered(digest)
-        if remembered is not None:
-            self._check_claims(remembered)
-            return dict(remembered)
+        entry = self._remembered(digest)
+        if entry is not None:
+            self._check_claims(entry[1])
+            return entry
         claims = self._verify(token)
-        self._remember(digest, claims)
-        return dict(claims)
+        return self._remember(digest, claims)
 
     def verified_count(self) -> int:
         """How many verified tokens are remembered (bounded by VERIFIED_MAX)."""
         with self._lock:
             return len(self._verified)
 
-    def _remembered(self, digest: bytes) -> dict[str, Any] | None:
+    def _remembered(self, digest: bytes) -> list[Any] | None:
         with self._lock:
             entry = self._verified.get(digest)
             if entry is None:
@@ -126,13 +144,15 @@ class JwtAccessTokenValidator:
                 del self._verified[digest]
                 return None
             self._verified.move_to_end(digest)
-            return entry[1]
+            return entry
 
-    def _remember(self, digest: bytes, claims: dict[str, Any]) -> None:
+    def _remember(self, digest: bytes, claims: dict[str, Any]) -> list[Any]:
+        entry = [time.monotonic() + VERIFIED_TTL_SECONDS, claims, {}]
         with self._lock:
-            self._verified[digest] = (time.monotonic() + VERIFIED_TTL_SECONDS, claims)
+            self._verified[digest] = entry
             while len(self._verified) > VERIFIED_MAX:
                 self._verified.popitem(last=False)
+        return entry
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:

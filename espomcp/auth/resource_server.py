@@ -39,11 +39,11 @@ class ResourceServer:
         """Return the caller or raise ``BearerError`` (no error code when no token was sent)."""
         token = token_from_header(authorization)
         try:
-            claims = self.validator.validate(token)
+            # The Principal is built once per verified token; the claims are checked each call.
+            return self.validator.validate_as(token, self.principal_from_claims)
         except InvalidToken as exc:
             log.info("token rejected: %s", exc)
             raise BearerError("invalid_token", str(exc)) from None
-        return self.principal_from_claims(claims)
 
     def principal_from_claims(self, claims: dict[str, Any]) -> Principal:
         kept = {name: claims[name] for name in KEPT_CLAIMS if name in claims}
