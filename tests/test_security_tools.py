@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+import requests
+
+from espomcp.tools.related import changes_related_record
+
 SALES = "ae4280d213874742d"
 SUPPORT = "1a2cc2df330e840b5"
 
@@ -307,3 +312,124 @@ def test_convert_lead_lists_readable_duplicates(embedded_world):
     assert answer["converted"] is False and hidden not in str(answer)
     assert [d["id"] for d in answer["duplicates"]] == [mine["record"]["id"]]
     assert "cannot see" not in answer["message"]
+
+
+def _readable_not_writable(world: Any, entity_type: str, **match: Any) -> str:
+    """A record of dave's that alice reads (shared Sales team) but may not edit."""
+    dave = world.user_id("dave")
+    rid = next(rid for rid, r in world.crm.state.table(entity_type).items()
+               if r.get("assignedUserId") == dave and r.get("createdById") != world.user_id("alice")
+               and SALES in (r.get("teamsIds") or []) and all(r.get(k) == v for k, v in match.items()))
+    world.ok("alice", "get_record", {"entity_type": entity_type, "id": rid})
+    world.error("alice", "update_record", {"entity_type": entity_type, "id": rid,
+                                           "data": {"description": "probe"}})
+    return rid
+
+
+def _alices_account(world: Any) -> str:
+    alice = world.user_id("alice")
+    return next(rid for rid, r in world.crm.state.table("Account").items()
+                if r.get("assignedUserId") == alice)
+
+
+def test_one_to_many_link_needs_edit_permission_on_the_related_record(embedded_world):
+    # Account.contacts sets each contact's accountId: that edits the contact (and lets the
+    # account's editors read it), so can_read on the contact is not enough.
+    account = _alices_account(embedded_world)
+    contact = _readable_not_writable(embedded_world, "Contact")
+    before = dict(embedded_world.crm.state.table("Contact")[contact])
+    text = embedded_world.error("alice", "link_records", {
+        "entity_type": "Account", "id": account, "link": "contacts", "related_ids": [contact]})
+    assert "can_write" in text and contact in text
+    assert embedded_world.crm.state.table("Contact")[contact] == before
+
+
+def test_one_to_many_unlink_needs_edit_permission_on_the_related_record(embedded_world):
+    account = _alices_account(embedded_world)
+    contact = _readable_not_writable(embedded_world, "Contact")
+    embedded_world.ok("admin", "link_records", {"entity_type": "Account", "id": account,
+                                                "link": "contacts", "related_ids": [contact]})
+    text = embedded_world.error("alice", "unlink_records", {
+        "entity_type": "Account", "id": account, "link": "contacts", "related_ids": [contact]})
+    assert "can_write" in text
+    assert embedded_world.crm.state.table("Contact")[contact]["accountId"] == account
+
+
+def test_children_link_needs_edit_permission_on_the_child(embedded_world):
+    account = _alices_account(embedded_world)
+    task = _readable_not_writable(embedded_world, "Task")
+    before = dict(embedded_world.crm.state.table("Task")[task])
+    text = embedded_world.error("alice", "link_records", {
+        "entity_type": "Account", "id": account, "link": "tasks", "related_ids": [task]})
+    assert "can_write" in text
+    assert embedded_world.crm.state.table("Task")[task] == before
+
+
+def test_many_to_many_link_still_needs_only_read_permission(embedded_world):
+    alice = embedded_world.user_id("alice")
+    opportunity = next(rid for rid, r in embedded_world.crm.state.table("Opportunity").items()
+                       if r.get("assignedUserId") == alice)
+    contact = _readable_not_writable(embedded_world, "Contact")
+    for tool in ("link_records", "unlink_records"):
+        done = embedded_world.ok("alice", tool, {"entity_type": "Opportunity", "id": opportunity,
+                                                 "link": "contacts", "related_ids": [contact]})
+        assert done["record"]["id"] == opportunity
+
+
+def test_writing_link_needs_the_write_scope_of_the_related_type(embedded_world):
+    alice = embedded_world.user_id("alice")
+    account = _alices_account(embedded_world)
+    contact = next(rid for rid, r in embedded_world.crm.state.table("Contact").items()
+                   if r.get("assignedUserId") == alice)
+    token = embedded_world.token("alice", ["espocrm:accounts:read", "espocrm:accounts:write",
+                                           "espocrm:contacts:read"])
+    response = requests.post(embedded_world.url, json={
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "link_records", "arguments": {"entity_type": "Account", "id": account,
+                                                  "link": "contacts", "related_ids": [contact]}}},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
+                 "MCP-Protocol-Version": "2025-11-25"}, timeout=10)
+    assert response.status_code == 403, response.text
+    assert "espocrm:contacts:write" in response.headers["WWW-Authenticate"]
+
+
+# EspoCRM's own metadata (not the fake's): Account.contacts is many-to-many there, but its
+# Contact side (accountsIds) makes the account the contact's FGA parent.
+REAL_DEFS: dict[str, Any] = {
+    "Account": {"fields": {}, "links": {
+        "contacts": {"type": "hasMany", "entity": "Contact", "foreign": "accounts",
+                     "relationName": "accountContact"},
+        "opportunities": {"type": "hasMany", "entity": "Opportunity", "foreign": "account"},
+        "tasks": {"type": "hasChildren", "entity": "Task", "foreign": "parent"},
+        "campaign": {"type": "belongsTo", "entity": "Campaign"}}},
+    "Contact": {"fields": {"accounts": {"type": "linkMultiple"}}, "links": {
+        "accounts": {"type": "hasMany", "entity": "Account", "foreign": "contacts",
+                     "relationName": "accountContact"},
+        "opportunities": {"type": "hasMany", "entity": "Opportunity", "foreign": "contacts",
+                          "relationName": "contactOpportunity"}}},
+    "Opportunity": {"fields": {"contacts": {"type": "linkMultiple"}}, "links": {
+        "account": {"type": "belongsTo", "entity": "Account", "foreign": "opportunities"},
+        "contacts": {"type": "hasMany", "entity": "Contact", "foreign": "opportunities",
+                     "relationName": "contactOpportunity"}}},
+    "Task": {"fields": {}, "links": {"parent": {"type": "belongsToParent"}}},
+}
+
+
+@pytest.mark.parametrize("source, link, target, writes", [
+    ("Account", "opportunities", "Opportunity", True),   # one-to-many: Opportunity.accountId
+    ("Account", "tasks", "Task", True),                  # the task's parent
+    ("Account", "contacts", "Contact", True),            # many-to-many, but an FGA parent
+    ("Opportunity", "contacts", "Contact", False),       # many-to-many, join table only
+    ("Contact", "opportunities", "Opportunity", False),
+    ("Opportunity", "account", "Account", False),        # the source's own accountId
+    ("Account", "nope", "Contact", True),                # unknown: fail closed
+])
+def test_which_links_change_the_related_record(source, link, target, writes):
+    assert changes_related_record(REAL_DEFS[source], link, REAL_DEFS[target], target) is writes
+
+
+def test_link_tools_declare_every_permission_they_check(mcp_app):
+    registry = mcp_app.extensions["espomcp"].registry
+    for name in ("link_records", "unlink_records"):
+        tool = next(t for t in registry if t.name == name)
+        assert {"can_read", "can_write", "can_assign"} <= set(tool.relations)

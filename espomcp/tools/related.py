@@ -19,7 +19,7 @@ from espomcp.mcp.registry import (
     ToolContext,
     ToolError,
 )
-from espomcp.sync.mapping import RECORD_RELATIONS
+from espomcp.sync.mapping import ATTRIBUTES, RECORD_RELATIONS
 from espomcp.tools.catalog import _cache
 from espomcp.tools.common import (
     ID_SCHEMA,
@@ -98,7 +98,11 @@ def list_related(ctx: ToolContext, args: JsonObject) -> JsonObject:
 def _change_links(ctx: ToolContext, args: JsonObject, unlink: bool) -> JsonObject:
     entity_type, record_id = args["entity_type"], _id(args["id"])
     target = link_target(ctx, entity_type, args["link"])
-    _require_scope(ctx, scope_for(target, "read"), "unlink_records" if unlink else "link_records")
+    tool = "unlink_records" if unlink else "link_records"
+    _require_scope(ctx, scope_for(target, "read"), tool)
+    writes_target = link_writes_target(ctx, entity_type, args["link"], target)
+    if writes_target:
+        _require_scope(ctx, scope_for(target, "write"), tool)
     try:
         ids = validate_ids(args["related_ids"])
     except InvalidInput as exc:
@@ -106,16 +110,8 @@ def _change_links(ctx: ToolContext, args: JsonObject, unlink: bool) -> JsonObjec
     authz = Authorizer(ctx)
     authz.require("can_write", entity_type, record_id)
     _require_link_change(ctx, authz, entity_type, record_id, args["link"])
-    flags = authz.check_many("can_read", [(target, i) for i in ids])
-    denied = [i for i, ok in zip(ids, flags, strict=True) if not ok]
-    if denied:
-        authz._deny("fga", f"can_read on {target} {denied[0]}")
-        raise ToolError(
-            f"Permission denied: you may not read {target} {', '.join(denied)} "
-            "(missing permission 'can_read'; the records may also not exist). "
-            "Nothing was linked.",
-            {"permission": "can_read", "ids": denied},
-        )
+    _require_on_targets(authz, "can_write" if writes_target else "can_read", target, ids,
+                        args["link"], unlink)
     crm = ctx.services.crm
     with crm_errors(ctx):
         before = crm.get_record(entity_type, record_id)
@@ -132,6 +128,67 @@ def _change_links(ctx: ToolContext, args: JsonObject, unlink: bool) -> JsonObjec
         ("unlinked" if unlink else "linked"): ids,
         "permissions": permissions,
     }
+
+
+def _require_on_targets(authz: Authorizer, relation: str, target: str, ids: list[str],
+                        link: str, unlink: bool) -> None:
+    """Every related record needs ``relation``: ``can_write`` when the link changes it."""
+    flags = authz.check_many(relation, [(target, i) for i in ids])
+    denied = [i for i, ok in zip(ids, flags, strict=True) if not ok]
+    if not denied:
+        return
+    authz._deny("fga", f"{relation} on {target} {denied[0]}")
+    verb = "edit" if relation == "can_write" else "read"
+    why = (f" ({'un' if unlink else ''}linking through '{link}' changes those records)"
+           if relation == "can_write" else "")
+    raise ToolError(
+        f"Permission denied: you may not {verb} {target} {', '.join(denied)}{why} "
+        f"(missing permission '{relation}'; the records may also not exist). "
+        f"Nothing was {'unlinked' if unlink else 'linked'}.",
+        {"permission": relation, "ids": denied},
+    )
+
+
+# Link types (EspoCRM entityDefs) whose foreign key is on the record that holds the link.
+_OWN_KEY_LINKS = frozenset({"belongsTo", "belongsToParent"})
+
+
+def link_writes_target(ctx: ToolContext, entity_type: str, link: str, target: str) -> bool:
+    """Whether relating through ``link`` changes the related records themselves (so needs
+    edit permission on them), judged from EspoCRM's metadata of both sides."""
+    with crm_errors(ctx):
+        cache = _cache(ctx.services)
+        source_defs = cache.entity_defs(ctx.services.crm, entity_type)
+        target_defs = cache.entity_defs(ctx.services.crm, target)
+    return changes_related_record(source_defs, link, target_defs, target)
+
+
+def changes_related_record(source_defs: JsonObject, link: str, target_defs: JsonObject,
+                           target: str) -> bool:
+    """True unless the link is stored on the source (``belongsTo``) or in a join table that
+    no attribute the target's permissions derive from reflects (many-to-many); an unknown
+    shape counts as a change (fail closed).
+
+    - ``hasMany`` whose foreign link is ``belongsTo`` (one-to-many, e.g. Account.contacts ->
+      Contact.accountId), ``hasChildren`` (the target's parent) and ``hasOne`` write the
+      target's foreign key;
+    - a many-to-many link (foreign ``hasMany``, or stored in the source's own linkMultiple
+      field) changes no field of the target, unless its side of the link is one the target's
+      permissions derive from (e.g. Contact.accountsIds makes the account its FGA parent)."""
+    spec = (source_defs.get("links") or {}).get(link) or {}
+    kind = spec.get("type")
+    if kind in _OWN_KEY_LINKS:
+        return False
+    if kind != "hasMany":
+        return True
+    foreign = spec.get("foreign")
+    back = (target_defs.get("links") or {}).get(foreign) if isinstance(foreign, str) else None
+    if isinstance(back, dict):
+        if back.get("type") != "hasMany":  # one-to-many: the target holds the key
+            return True
+        return f"{foreign}Ids" in ATTRIBUTES.get(fga_type(target), ())
+    field = (source_defs.get("fields") or {}).get(link)
+    return not (isinstance(field, dict) and field.get("type") == "linkMultiple")
 
 
 def _require_link_change(ctx: ToolContext, authz: Authorizer, entity_type: str, record_id: str,
@@ -260,7 +317,7 @@ def tools(svc: Services) -> list[Tool]:
                           "additionalProperties": False},
             output_schema=link_output,
             handler=handler,
-            relations=("can_write", "can_read"),
+            relations=("can_write", "can_read", "can_assign"),
             annotations=annotations,
             required_scopes=scopes_of("write"),
             visible_with=any_scope(write_types, "write"),
@@ -301,12 +358,14 @@ def tools(svc: Services) -> list[Tool]:
         ),
         link_tool("link_records", "Link records",
                   "Relate records through a link of the first record, e.g. add contacts to an "
-                  "account (link 'contacts'). Needs edit permission on the record and read "
-                  "permission on each related record.",
+                  "account (link 'contacts'). Needs edit permission on the record, and on each "
+                  "related record read permission, or edit permission when the link changes it "
+                  "(one-to-many or parent links, e.g. an account's contacts or tasks).",
                   link_records, IDEMPOTENT_WRITE),
         link_tool("unlink_records", "Unlink records",
                   "Remove the relation between a record and related records through one of its "
-                  "links. The records themselves stay.",
+                  "links. The records themselves stay. Needs the same permissions as "
+                  "link_records.",
                   unlink_records, DESTRUCTIVE),
         Tool(
             name="get_stream",
