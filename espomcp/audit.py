@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from espomcp import jsontext
+
 if TYPE_CHECKING:
     from espomcp.auth.principal import Principal
     from espomcp.settings import Settings
@@ -74,7 +76,7 @@ class AuditLog:
         with self._lock:
             self._counts[(str(decision), str(layer))] += 1
             try:
-                self._append(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+                self._append(jsontext.dumps(line) + b"\n")
             except OSError:
                 log.exception("could not write the audit log at %s", self.path)
         return line
@@ -103,9 +105,8 @@ class AuditLog:
             line.setdefault("layer", "tool")  # the dispatcher leaves it out on success
         return line
 
-    def _append(self, text: str) -> None:
-        """Write one line (caller holds ``self._lock``)."""
-        data = text.encode("utf-8")
+    def _append(self, data: bytes) -> None:
+        """Write one encoded line (caller holds ``self._lock``)."""
         os.write(self._descriptor(), data)
         self._unchecked_bytes += len(data)
         if self.max_bytes and self._unchecked_bytes >= min(ROTATE_CHECK_BYTES, self.max_bytes):

@@ -6,7 +6,6 @@ knows methods, tools and results.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -14,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from espomcp import __version__
+from espomcp import __version__, jsontext
 from espomcp.auth.bearer import BearerError
 from espomcp.auth.scopes import ADMIN_SCOPE, AREA_BY_ENTITY
 from espomcp.deadline import within
@@ -213,13 +212,13 @@ class McpServer:
 
 
 def tool_result(structured: dict[str, Any]) -> dict[str, Any]:
-    """A successful result: structured content plus the same data as readable JSON text.
+    """A successful result: structured content plus the same data as JSON text.
 
-    One line with spaces after separators: as readable as an indented dump for a model, fewer
-    tokens, and json's C encoder (``indent`` forces the pure-Python one, the largest CPU cost
-    of a tool call after the EspoCRM request itself: bench/README.md).
+    Compact, on one line: as readable as an indented dump for a model, with fewer tokens, and
+    encoding it (``indent`` forces json's pure-Python encoder) was the largest CPU cost of a
+    tool call after the EspoCRM request itself (bench/README.md).
     """
-    text = json.dumps(structured, ensure_ascii=False, separators=(", ", ": "), default=str)
+    text = jsontext.dumps_text(structured)
     return {"content": [{"type": "text", "text": text}], "structuredContent": structured,
             "isError": False}
 
@@ -227,7 +226,7 @@ def tool_result(structured: dict[str, Any]) -> dict[str, Any]:
 def tool_error_result(error: ToolError) -> dict[str, Any]:
     text = error.message
     if error.data:
-        text += "\n" + json.dumps(error.data, ensure_ascii=False, default=str)
+        text += "\n" + jsontext.dumps_text(error.data)
     result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
     return result
 

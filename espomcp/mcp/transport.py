@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, request
 
+from espomcp import jsontext
 from espomcp.auth.bearer import BearerError
 from espomcp.auth.scopes import BASIC_SCOPES
 from espomcp.mcp.jsonrpc import (
@@ -62,12 +63,7 @@ def services() -> Services:
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
                   ) -> Response:
-    try:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"),
-                          default=str).encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates (from "\ud800" escapes) only survive as escapes
-        data = json.dumps(body, separators=(",", ":"), default=str).encode("ascii")
-    return Response(data, status=status, mimetype="application/json", headers=headers)
+    return Response(jsontext.dumps(body), status=status, mimetype="application/json", headers=headers)
 
 
 def rpc_error(code: int, message: str, status: int, request_id: Any = None,
