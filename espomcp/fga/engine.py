@@ -6,10 +6,16 @@ compiled once per ``set_model`` (``TypeSystem`` + ``ConditionEvaluator``); tuple
 store's index (``store.MemoryStore`` in memory, ``store_sqlite.SqliteStore`` persisted and shared
 between processes). Every public call holds the store's lock, so one engine (or several engines
 sharing a store) is safe under threaded servers. Errors are ``FgaError`` with OpenFGA codes.
+
+OpenFGA's limits apply: resolution depth 25 for Check, ListObjects and ListUsers (FgaError 2002,
+"authorization model resolution too complex"); ListObjects returns at most 1000 objects; both
+list calls have a deadline (default 3 s, like ``listObjectsDeadline``/``listUsersDeadline``)
+after which they return the results confirmed so far instead of failing.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -31,6 +37,7 @@ MAX_TUPLES_PER_WRITE = 100
 MAX_CONTEXTUAL_TUPLES = 100
 MAX_BATCH_CHECK = 50
 MAX_LIST_OBJECTS = 1000
+LIST_DEADLINE_SECONDS = 3.0  # OpenFGA's listObjectsDeadline and listUsersDeadline defaults
 CORRELATION_ID_RE = re.compile(r"^[\w\d-]{1,36}$")
 
 
@@ -48,6 +55,15 @@ class _Compiled:
         self.users = UserLister(self.ts, self.checker)
 
 
+def _deadline(value: Any) -> float | None:
+    """A list deadline in seconds; None or 0 (OpenFGA's "no deadline") disables it."""
+    if value is None or (type(value) in (int, float) and value == 0):
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"a list deadline must be a positive number of seconds or None, not {value!r}")
+    return float(value)
+
+
 def _context(context: Any) -> dict[str, Any] | None:
     if context is not None and not isinstance(context, dict):
         raise FgaError(VALIDATION_ERROR, "context must be an object")
@@ -55,23 +71,51 @@ def _context(context: Any) -> dict[str, Any] | None:
 
 
 class Engine:
-    """OpenFGA evaluation over a tuple store (see module docstring for the contract)."""
+    """OpenFGA evaluation over a tuple store (see module docstring for the contract).
 
-    def __init__(self, model: dict[str, Any], store: TupleStore | None = None) -> None:
-        self._setup(_Compiled(model), store if store is not None else MemoryStore())
+    ``list_objects_deadline`` and ``list_users_deadline`` are seconds of evaluation per call
+    (None or 0: no deadline); they can also be changed on the instance.
+    """
 
-    def _setup(self, compiled: _Compiled, store: TupleStore) -> None:
+    def __init__(self, model: dict[str, Any], store: TupleStore | None = None, *,
+                 list_objects_deadline: float | None = LIST_DEADLINE_SECONDS,
+                 list_users_deadline: float | None = LIST_DEADLINE_SECONDS) -> None:
+        self._setup(_Compiled(model), store if store is not None else MemoryStore(),
+                    list_objects_deadline, list_users_deadline)
+
+    def _setup(self, compiled: _Compiled, store: TupleStore, list_objects_deadline: float | None,
+               list_users_deadline: float | None) -> None:
         self._compiled = compiled
         self.store = store
         self._lock = store.lock
+        self.list_objects_deadline = list_objects_deadline
+        self.list_users_deadline = list_users_deadline
 
     @classmethod
-    def open_sqlite(cls, path: str | Path, model: dict[str, Any]) -> Engine:
+    def open_sqlite(cls, path: str | Path, model: dict[str, Any], *,
+                    list_objects_deadline: float | None = LIST_DEADLINE_SECONDS,
+                    list_users_deadline: float | None = LIST_DEADLINE_SECONDS) -> Engine:
         """An engine over the SQLite store at ``path`` (created if missing; survives restarts)."""
         compiled = _Compiled(model)  # fail on a bad model before touching the file
         engine = cls.__new__(cls)
-        engine._setup(compiled, SqliteStore(path))
+        engine._setup(compiled, SqliteStore(path), list_objects_deadline, list_users_deadline)
         return engine
+
+    @property
+    def list_objects_deadline(self) -> float | None:
+        return self._list_objects_deadline
+
+    @list_objects_deadline.setter
+    def list_objects_deadline(self, value: float | None) -> None:
+        self._list_objects_deadline = _deadline(value)
+
+    @property
+    def list_users_deadline(self) -> float | None:
+        return self._list_users_deadline
+
+    @list_users_deadline.setter
+    def list_users_deadline(self, value: float | None) -> None:
+        self._list_users_deadline = _deadline(value)
 
     @property
     def model(self) -> dict[str, Any]:
@@ -121,26 +165,36 @@ class Engine:
 
     def list_objects(self, user: str, relation: str, type: str, *, context: dict[str, Any] | None = None,
                      contextual_tuples: Iterable[Any] = (), limit: int = MAX_LIST_OBJECTS) -> list[str]:
-        """Objects of ``type`` on which ``user`` has ``relation`` (deduplicated, unordered, ≤ limit)."""
+        """Objects of ``type`` on which ``user`` has ``relation`` (deduplicated, unordered, ≤ limit).
+
+        FgaError 2002 when an object lies 25 or more hops from the user; once
+        ``list_objects_deadline`` passes, the objects confirmed so far (possibly none), no error.
+        """
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise FgaError(VALIDATION_ERROR, "limit must be a positive integer")
         with self._lock:
             compiled = self._compiled
             compiled.ts.validate_request(user, relation, None, type)
             indexes = self._indexes(compiled, contextual_tuples)
-            return compiled.objects.list_objects(user, relation, type, indexes, _context(context), limit)
+            return compiled.objects.list_objects(user, relation, type, indexes, _context(context), limit,
+                                                 self._list_objects_deadline)
 
     def list_users(self, object: str, relation: str, user_filters: Sequence[Any], *,
                    context: dict[str, Any] | None = None, contextual_tuples: Iterable[Any] = ()) -> list[str]:
         """Subjects matching ``user_filters`` (``(type, relation | None)`` pairs or ``{type, relation?}``)
-        that have ``relation`` on ``object``: ``type:id``, ``type:*`` or ``type:id#relation``."""
+        that have ``relation`` on ``object``: ``type:id``, ``type:*`` or ``type:id#relation``.
+
+        FgaError 2002 when the expansion reaches 25 hops from ``object``; once
+        ``list_users_deadline`` passes, the subjects confirmed so far (possibly none), no error.
+        """
         with self._lock:
             compiled = self._compiled
             type_name, _ = parse_object(object)
             compiled.ts.relation(type_name, relation)
             filters = self._filters(compiled, user_filters)
             indexes = self._indexes(compiled, contextual_tuples)
-            return compiled.users.list_users(object, relation, filters, indexes, _context(context))
+            return compiled.users.list_users(object, relation, filters, indexes, _context(context),
+                                             self._list_users_deadline)
 
     def expand(self, relation: str, object: str) -> dict[str, Any]:
         """One level of the userset tree: ``{"root": {"name": "object#relation", ...}}``."""

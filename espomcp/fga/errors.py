@@ -41,5 +41,12 @@ class FgaError(Exception):
         return f"FgaError({self.code}, {self.message!r})"
 
 
+def resolution_too_complex(limit: int) -> FgaError:
+    """The error of a request whose resolution needs ``limit`` or more levels (OpenFGA 2002);
+    ListObjects and ListUsers raise it with the message Check gives at its limit."""
+    return FgaError(AUTHORIZATION_MODEL_RESOLUTION_TOO_COMPLEX,
+                    f"resolution exceeded the depth limit of {limit}")
+
+
 class FgaUnavailable(Exception):
     """The FGA backend could not answer (down, timeout, misconfigured): callers must deny."""
