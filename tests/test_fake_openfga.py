@@ -180,6 +180,37 @@ def test_check_batch_list_and_expand(fake_openfga: FakeOpenFgaServer) -> None:
                                     "leaf": {"users": {"users": ["user:bob"]}}}
 
 
+CHAIN_MODEL = """model
+  schema 1.1
+type user
+type group
+  relations
+    define member: [user, group#member]
+"""
+TOO_COMPLEX = {"code": "authorization_model_resolution_too_complex",
+               "message": "Authorization Model resolution required too many rewrite rules to be resolved. "
+                          "Check your authorization model for infinite recursion or too much nesting"}
+
+
+def test_too_deep_resolution_answers_like_openfga(fake_openfga: FakeOpenFgaServer) -> None:
+    """Check, ListObjects and ListUsers past the depth limit: 400 with OpenFGA's code and message."""
+    from espomcp.fga.dsl import parse_dsl
+
+    store_id, _ = fake_openfga.new_store(parse_dsl(CHAIN_MODEL))
+    base = f"{fake_openfga.url}/stores/{store_id}"
+    keys = [{"user": "user:ann", "relation": "member", "object": "group:g0"}] + [
+        {"user": f"group:g{i}#member", "relation": "member", "object": f"group:g{i + 1}"} for i in range(30)]
+    _post(f"{base}/write", {"writes": {"tuple_keys": keys}})
+    requests_ = [("check", {"tuple_key": {"user": "user:ann", "relation": "member", "object": "group:g30"}}),
+                 ("list-objects", {"user": "user:ann", "relation": "member", "type": "group"}),
+                 ("list-users", {"object": {"type": "group", "id": "g30"}, "relation": "member",
+                                 "user_filters": [{"type": "user"}]})]
+    for path, body in requests_:
+        assert _post(f"{base}/{path}", body, 400) == TOO_COMPLEX, path
+    assert _post(f"{base}/check", {"tuple_key": {"user": "user:ann", "relation": "member",
+                                                 "object": "group:g20"}})["allowed"] is True
+
+
 def test_assertions_and_unknown_endpoints(fake_openfga: FakeOpenFgaServer) -> None:
     base, _, model_id = _store(fake_openfga)
     assertions = [{"tuple_key": {"user": "user:a", "relation": "can_read", "object": "account:x"},

@@ -364,3 +364,43 @@ def test_malformed_tuples_are_rejected_before_any_request(fga_backend: FgaBacken
     with pytest.raises(FgaError) as info:
         fga_backend.write([bad])  # type: ignore[list-item]
     assert info.value.code == 2000
+
+
+CHAIN = """model
+  schema 1.1
+type user
+type group
+  relations
+    define member: [user, group#member]
+"""
+
+
+@pytest.mark.parametrize("kind", ["embedded", "openfga"])
+def test_too_deep_resolution_is_the_same_fga_error_for_every_query(
+        kind: str, fga_settings: Callable[..., Settings], tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    """A chain past OpenFGA's depth limit of 25: Check, ListObjects and ListUsers all raise the
+    same FgaError 2002 (an error the callers deny on, not an outage and not an empty answer)."""
+    from espomcp.fga.dsl import parse_dsl
+
+    model = parse_dsl(CHAIN)
+    path = tmp_path / "chain.json"
+    path.write_text(json.dumps(model))
+    if kind == "embedded":
+        backend = build_backend(fga_settings(fga_model_path=path))
+    else:
+        fake: FakeOpenFgaServer = request.getfixturevalue("fake_openfga")
+        store_id, _ = fake.new_store(model)
+        backend = build_backend(fga_settings(fga_backend="openfga", fga_api_url=fake.url,
+                                             fga_store_id=store_id))
+    backend.write([("user:ann", "member", "group:g0")] +
+                  [(f"group:g{i}#member", "member", f"group:g{i + 1}") for i in range(30)])
+    assert backend.check("user:ann", "member", "group:g20") is True
+    errors = []
+    for call in (lambda: backend.check("user:ann", "member", "group:g30"),
+                 lambda: backend.list_objects("user:ann", "member", "group"),
+                 lambda: backend.list_users("group:g30", "member", [("user", None)])):
+        with pytest.raises(FgaError) as info:
+            call()
+        errors.append((info.value.code, info.value.message))
+    assert errors[0][0] == 2002 and errors[1] == errors[0] and errors[2] == errors[0]

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from espomcp.fga.errors import FgaError
+from espomcp.fga.errors import AUTHORIZATION_MODEL_RESOLUTION_TOO_COMPLEX, FgaError
+
+#: errors OpenFGA answers with a fixed message whatever the engine's wording
+#: (openfga pkg/server/errors: AuthorizationModelResolutionTooComplex)
+FIXED_MESSAGES = {
+    AUTHORIZATION_MODEL_RESOLUTION_TOO_COMPLEX:
+        "Authorization Model resolution required too many rewrite rules to be resolved. "
+        "Check your authorization model for infinite recursion or too much nesting",
+}
 
 
 class OpenFgaError(Exception):
@@ -60,8 +68,10 @@ class InternalError(OpenFgaError):
 
 
 def from_engine(exc: FgaError) -> OpenFgaError:
-    """The wire error for an engine FgaError: 2xxx → 400 with its name, 4xxx → 500."""
+    """The wire error for an engine FgaError: 2xxx → 400 with its name, 4xxx → 500 (a resolution
+    past the depth limit, from Check, ListObjects or ListUsers, with OpenFGA's own message)."""
     if exc.code >= 4000:
         return InternalError(exc.message)
     name = exc.name
-    return ValidationError(exc.message, code="validation_error" if name == "internal_error" else name)
+    return ValidationError(FIXED_MESSAGES.get(exc.code, exc.message),
+                           code="validation_error" if name == "internal_error" else name)
