@@ -19,6 +19,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client import values as prom_values
+
+from espomcp.forks import current_pid
 
 if TYPE_CHECKING:
     from espomcp.services import Services
@@ -32,6 +35,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        if self.multiprocess and not getattr(prom_values.ValueClass, "_espomcp", False):
+            # Each multiprocess value checks the pid on every update (a system call); ours is
+            # the same pid, refreshed after fork (prometheus_client's process_identifier).
+            prom_values.ValueClass = prom_values.MultiProcessValue(process_identifier=current_pid)
+            prom_values.ValueClass._espomcp = True
         self.registry = CollectorRegistry(auto_describe=True)
         # Multiprocess values live in files read at scrape time; nothing to register then.
         kwargs: dict[str, Any] = {"registry": None if self.multiprocess else self.registry}

@@ -12,7 +12,6 @@ commits) and replays the newer change-log entries, so gunicorn workers sharing t
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from espomcp.fga.store import (
     parse_token,
 )
 from espomcp.fga.tuples import Condition, TupleKey
+from espomcp.forks import current_pid
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tuples (
@@ -75,7 +75,7 @@ class SqliteStore:
 
     def _open(self) -> None:
         """Connect and load the index from the ``tuples`` table in one read transaction."""
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -92,7 +92,7 @@ class SqliteStore:
 
     def _check_process(self) -> None:
         """A connection must not cross a fork: a forked child reconnects and reloads."""
-        if os.getpid() != self._pid:
+        if current_pid() != self._pid:
             self._open()
 
     def _data_version(self) -> int:
