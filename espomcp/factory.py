@@ -14,6 +14,7 @@ from espomcp.espocrm.client import EspoClient
 from espomcp.logs import configure_logging
 from espomcp.mcp import transport
 from espomcp.mcp.registry import ToolRegistry
+from espomcp.mcp.server import LEGACY_METHODS, MODERN_METHODS
 from espomcp.metrics import Metrics
 from espomcp.metrics import bp as metrics_bp
 from espomcp.ratelimit import RateLimiter
@@ -151,8 +152,6 @@ def _install_request_log(app: Flask) -> None:
 def _method_label(method: Any) -> str:
     """A bounded metric label: the client chooses the method string, so unknown ones (and
     their unbounded variety) all count as ``other``."""
-    from espomcp.mcp.server import LEGACY_METHODS, MODERN_METHODS
-
     if not method:
         return "-"
     return method if method in MODERN_METHODS or method in LEGACY_METHODS else "other"
