@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from espomcp import jsontext
+from espomcp.timestamps import iso_millis
 
 if TYPE_CHECKING:
     from espomcp.auth.principal import Principal
@@ -87,7 +88,7 @@ class AuditLog:
                            "reason": f"{error}: {description}" if error else description})
 
     def build(self, principal: Principal | None, event: dict[str, Any]) -> dict[str, Any]:
-        line: dict[str, Any] = {"ts": _iso(time.time()), "sub": None, "user_id": None,
+        line: dict[str, Any] = {"ts": iso_millis(time.time()), "sub": None, "user_id": None,
                                 "client_id": None}  # who: always present, null if unknown
         if principal is not None:
             line.update(sub=principal.sub, client_id=principal.client_id,
@@ -236,7 +237,3 @@ def _clean(value: Any) -> Any:
         return {str(k)[:100]: _clean(v) for k, v in list(value.items())[:50]
                 if not _is_secret(str(k))}
     return _clean(str(value))
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
