@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench setup system-deps clean
+.PHONY: demo test lint bench bench-instructions setup system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,5 +33,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench.py
 
+# Worker instructions per request under valgrind (deterministic; needs valgrind).
+bench-instructions: $(STAMP)
+	$(PY) -m bench.instructions
+
 clean:
-	rm -rf $(VENV) .pytest_cache bench/results.json
+	rm -rf $(VENV) .pytest_cache bench/results.json bench/instructions.json
