@@ -229,6 +229,31 @@ def test_depth_limit_of_list_objects_and_list_users(kind: str) -> None:
         assert info.value.code == 2002
 
 
+@pytest.mark.parametrize("kind", sorted(CHAINS))
+def test_depth_limit_of_check(kind: str) -> None:
+    """Check's boundary on the same chains (tests/test_fga_check_depth.py compares more shapes with
+    the CLI): 25 dispatches fail, but OpenFGA walks a simple recursive relation breadth-first for a
+    plain user, which matches one hop further, fails after 24 hops without a match even for a user
+    off the chain, and answers false at any length for a user holding the relation nowhere."""
+    dsl, tuples, (relation, type_name), last = CHAINS[kind]
+    reach = 24 if kind == "two_types" else 25
+
+    def check(n: int, user: str) -> bool | int:
+        engine = make(dsl, [*tuples(n), ("user:carl", relation, f"{type_name}:elsewhere")])
+        try:
+            return engine.check(user, relation, last(n))
+        except FgaError as exc:
+            return exc.code
+
+    assert [check(n, "user:ann") for n in (reach, reach + 1)] == [True, 2002]
+    if kind == "two_types":
+        assert [check(n, "user:bob") for n in (24, 25)] == [False, 2002]
+        assert [check(n, "user:carl") for n in (24, 25)] == [False, 2002]
+    else:
+        assert [check(n, "user:bob") for n in (25, 26, 60)] == [False, False, False]
+        assert [check(n, "user:carl") for n in (23, 24, 26)] == [False, 2002, 2002]
+
+
 def test_computed_usersets_count_towards_the_list_depth_limit() -> None:
     """Unlike Check, OpenFGA's ListObjects and ListUsers dispatch every computed userset."""
     ok = _computed_chain(24)

@@ -6,6 +6,14 @@ direct tuples, computed usersets, tuple-to-usersets, union, intersection and exc
 ``FALSE``, ``TRUE`` or ``CYCLE`` (false, but a cycle was met: OpenFGA then also makes an enclosing
 intersection or exclusion false). Errors are raised as ``FgaError`` and, like OpenFGA, only surface
 when no other branch decides the answer.
+
+Depth (OpenFGA's limit of 25, error 2002): every userset or tuple-to-userset hop is a dispatch and
+an object 25 dispatches deep is an error; a computed userset is resolved in place. A simple
+recursive relation (``member: [user, group#member]``, ``viewer: [user] or viewer from parent``)
+asked for a plain user is walked by OpenFGA breadth-first instead, which reaches one hop further
+and answers false without an error when the user holds the relation's base on no object at all;
+``Checker._recursive_step`` reproduces that at the last two hops (measured with the fga CLI,
+tests/test_fga_check_depth.py). Above those hops the hot path pays one integer comparison.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from espomcp.fga.typesystem import (
 
 FALSE, TRUE, CYCLE = 0, 1, 2
 MAX_DEPTH = 25
+_LAST_EXPANDED = MAX_DEPTH - 1  # recursive hops from here on take ``Checker._recursive_step``
 
 
 class ResolutionRequest:
@@ -119,6 +128,7 @@ class Checker:
                     except FgaError as exc:
                         error = exc
         if rdef.usersets:
+            near_limit = req.depth >= _LAST_EXPANDED
             for index in req.indexes:
                 group = index.usersets.get((obj, relation))
                 if not group:
@@ -130,7 +140,10 @@ class Checker:
                         if not self.condition_holds(req.context, item):
                             continue
                         set_object, _, set_relation = user.partition("#")
-                        result = self.resolve(req, set_relation, set_object)
+                        if near_limit and self._breadth_first(req, rdef):  # usersets are all T#R
+                            result = self._recursive_step(req, rdef, set_object)
+                        else:
+                            result = self.resolve(req, set_relation, set_object)
                     except FgaError as exc:
                         error = exc
                         continue
@@ -153,6 +166,7 @@ class Checker:
         tupleset = type_rels[rdef.type][node.tupleset]
         error: FgaError | None = None
         cycle = False
+        near_limit = req.depth >= _LAST_EXPANDED
         for index in req.indexes:
             group = index.by_object.get((obj, node.tupleset))
             if not group:
@@ -165,7 +179,11 @@ class Checker:
                 try:
                     if not self.condition_holds(req.context, item):
                         continue
-                    result = self.resolve(req, node.relation, parent)
+                    if (near_limit and item.form == rdef.type and node.relation == rdef.name
+                            and self._breadth_first(req, rdef)):
+                        result = self._recursive_step(req, rdef, parent)
+                    else:
+                        result = self.resolve(req, node.relation, parent)
                 except FgaError as exc:
                     error = exc
                     continue
@@ -175,6 +193,74 @@ class Checker:
         if error is not None:
             raise error
         return CYCLE if cycle else FALSE
+
+    # -- simple recursive relations at the depth limit --------------------------------------
+
+    def _breadth_first(self, req: ResolutionRequest, rdef: RelationDef) -> bool:
+        """Whether OpenFGA walks this relation breadth-first for the request's user."""
+        return "#" not in req.user and (rdef.type, rdef.name) in self.ts.recursive
+
+    def _recursive_step(self, req: ResolutionRequest, rdef: RelationDef, obj: str) -> int:
+        """The next object of a simple recursive relation 24 or 25 hops deep, as OpenFGA's
+        breadth-first walk sees it (internal/graph/recursive_resolver.go): the walk compares each
+        level with the objects where the user holds the relation's base (nothing there: false, no
+        error), matches objects up to 25 hops deep and fails with 2002 once it would read the
+        level after 24 hops without a match — even an empty one."""
+        if not self._holds_base_somewhere(req, rdef):
+            return FALSE
+        if req.depth == _LAST_EXPANDED:
+            result = self.resolve(req, rdef.name, obj)
+        else:  # 25 hops: matched against the base, never expanded
+            result = self._holds_base(req, rdef, obj)
+        if result == TRUE:
+            return TRUE
+        raise FgaError(AUTHORIZATION_MODEL_RESOLUTION_TOO_COMPLEX,
+                       f"resolution exceeded the depth limit of {MAX_DEPTH}")
+
+    def _base_relations(self, rdef: RelationDef) -> list[RelationDef]:
+        """The relations whose direct tuples grant a simple recursive relation without recursing:
+        itself (its ``[…]``) and the plain relations its union names."""
+        if rdef.rewrite.kind == THIS:
+            return [rdef]
+        rels = self.ts.relations[rdef.type]
+        return [rdef if child.kind == THIS else rels[child.relation] for child in rdef.rewrite.children
+                if child.kind in (THIS, COMPUTED)]
+
+    def _holds_base(self, req: ResolutionRequest, rdef: RelationDef, obj: str) -> int:
+        """TRUE when a direct tuple of a base relation relates the user (or its wildcard) to ``obj``."""
+        error: FgaError | None = None
+        for base in self._base_relations(rdef):
+            for index in req.indexes:
+                group = index.by_object.get((obj, base.name)) or {}
+                for user in req.candidates:
+                    item = group.get(user)
+                    if item is None or (item.form, item.condition) not in base.allowed:
+                        continue
+                    try:
+                        if self.condition_holds(req.context, item):
+                            return TRUE
+                    except FgaError as exc:
+                        error = exc
+        if error is not None:
+            raise error
+        return FALSE
+
+    def _holds_base_somewhere(self, req: ResolutionRequest, rdef: RelationDef) -> bool:
+        """Whether the user holds a base relation on any object of the type (a tuple whose condition
+        cannot be evaluated counts: the walk then goes on and fails rather than answering false)."""
+        for base in self._base_relations(rdef):
+            for index in req.indexes:
+                for user in req.candidates:
+                    for by_user in (index.by_user, index.by_user_cond):
+                        for item in (by_user.get((user, base.name, rdef.type)) or {}).values():
+                            if (item.form, item.condition) not in base.allowed:
+                                continue
+                            try:
+                                if self.condition_holds(req.context, item):
+                                    return True
+                            except FgaError:
+                                return True
+        return False
 
     def _check_union(self, req: ResolutionRequest, node: Rewrite, rdef: RelationDef, obj: str) -> int:
         error: FgaError | None = None
