@@ -322,21 +322,26 @@ condition before(now: timestamp, until: timestamp) {
 """
 
 
+def backend_with_model(kind: str, dsl: str, fga_settings: Callable[..., Settings], tmp_path: Path,
+                       request: pytest.FixtureRequest) -> tuple[FgaBackend, dict]:
+    """A backend of ``kind`` (embedded, or the fake OpenFGA in a new store) on the model ``dsl``."""
+    from espomcp.fga.dsl import parse_dsl
+
+    model = parse_dsl(dsl)
+    if kind == "embedded":
+        path = tmp_path / "model.json"
+        path.write_text(json.dumps(model))
+        return build_backend(fga_settings(fga_model_path=path)), model
+    fake: FakeOpenFgaServer = request.getfixturevalue("fake_openfga")
+    store_id, _ = fake.new_store(model)
+    return build_backend(fga_settings(fga_backend="openfga", fga_api_url=fake.url,
+                                      fga_store_id=store_id)), model
+
+
 @pytest.mark.parametrize("kind", ["embedded", "openfga"])
 def test_conditions_and_context_round_trip(kind: str, fga_settings: Callable[..., Settings],
                                            tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    from espomcp.fga.dsl import parse_dsl
-
-    model = parse_dsl(CONDITIONAL)
-    path = tmp_path / "conditional.json"
-    path.write_text(json.dumps(model))
-    if kind == "embedded":
-        backend = build_backend(fga_settings(fga_model_path=path))
-    else:
-        fake: FakeOpenFgaServer = request.getfixturevalue("fake_openfga")
-        store_id, _ = fake.new_store(model)
-        backend = build_backend(fga_settings(fga_backend="openfga", fga_api_url=fake.url,
-                                             fga_store_id=store_id))
+    backend, model = backend_with_model(kind, CONDITIONAL, fga_settings, tmp_path, request)
     assert backend.model() == model
     backend.write([{"user": "user:ann", "relation": "viewer", "object": "doc:1",
                     "condition": {"name": "before", "context": {"until": "2030-01-01T00:00:00Z"}}}])
@@ -381,18 +386,7 @@ def test_too_deep_resolution_is_the_same_fga_error_for_every_query(
         request: pytest.FixtureRequest) -> None:
     """A chain past OpenFGA's depth limit of 25: Check, ListObjects and ListUsers all raise the
     same FgaError 2002 (an error the callers deny on, not an outage and not an empty answer)."""
-    from espomcp.fga.dsl import parse_dsl
-
-    model = parse_dsl(CHAIN)
-    path = tmp_path / "chain.json"
-    path.write_text(json.dumps(model))
-    if kind == "embedded":
-        backend = build_backend(fga_settings(fga_model_path=path))
-    else:
-        fake: FakeOpenFgaServer = request.getfixturevalue("fake_openfga")
-        store_id, _ = fake.new_store(model)
-        backend = build_backend(fga_settings(fga_backend="openfga", fga_api_url=fake.url,
-                                             fga_store_id=store_id))
+    backend, _ = backend_with_model(kind, CHAIN, fga_settings, tmp_path, request)
     backend.write([("user:ann", "member", "group:g0")] +
                   [(f"group:g{i}#member", "member", f"group:g{i + 1}") for i in range(30)])
     assert backend.check("user:ann", "member", "group:g20") is True
