@@ -122,7 +122,7 @@ def _check_schema(schema: JsonObject) -> None:
         _CHECKED.add(key)
 
 
-_TYPE_KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties", "enum",
+_SHARED_KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties", "enum",
                             "items", "minItems", "maxItems", "minLength", "maxLength", "pattern",
                             "minimum", "maximum", "maxProperties", "minProperties", "const"})
 _ANNOTATIONS = frozenset({"description", "default", "title", "examples"})
@@ -143,7 +143,7 @@ def _only_shared_keywords(schema: Any) -> bool:
     for key, value in schema.items():
         if key in _ANNOTATIONS or key.startswith("x-"):
             continue
-        if key not in _TYPE_KEYWORDS:
+        if key not in _SHARED_KEYWORDS:
             return False
         if key == "properties" and not all(_only_shared_keywords(v) for v in value.values()):
             return False
@@ -168,7 +168,7 @@ class ToolRegistry:
     def __init__(self, page_size: int = 100) -> None:
         self._tools: dict[str, Tool] = {}
         self._validators: dict[str, Draft202012Validator] = {}
-        self._fast: dict[str, Callable[[Any], Any]] = {}
+        self._fast: dict[str, Callable[[Any], Any] | None] = {}
         self.page_size = page_size
 
     def add(self, tool: Tool) -> Tool:
